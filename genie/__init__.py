@@ -1,0 +1,19 @@
+"""Genie: Generative Interactive Environments (Bruce et al., 2024), on Procgen CoinRun.
+
+Public names are imported lazily (PEP 562) so that light entry points such as
+`sample.py` start without loading torch.
+"""
+
+import importlib
+
+_LAZY = {
+    "VideoDataModule": "genie.data",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'genie' has no attribute {name!r}")
