@@ -94,7 +94,9 @@ class ClipDataset(Dataset):
         firsts = np.load(self.split_dir / "firsts.npy")
         self.starts = clip_starts(firsts, num_frames, stride) if starts is None else np.asarray(starts)
         if len(self.starts) == 0:
-            raise ValueError(f"{self.split_dir}: no life is {num_frames} frames long; use fewer frames or longer episodes")
+            raise ValueError(
+                f"{self.split_dir}: no life is {num_frames} frames long; use fewer frames or longer episodes"
+            )
         self._arrays: tuple[np.ndarray, np.ndarray] | None = None
 
     def _open(self) -> tuple[np.ndarray, np.ndarray]:

@@ -28,7 +28,15 @@ import numpy as np
 from tqdm import tqdm
 
 from genie.episodes import (
-    EPISODE_DIR, METADATA_FILE, Episode, canonical_env_name, env_dir, episode_path, list_episodes, step_dtype,
+    EPISODE_DIR,
+    METADATA_FILE,
+    Episode,
+    canonical_env_name,
+    env_dir,
+    episode_path,
+    level_seed_of,
+    list_episodes,
+    step_dtype,
     write_episode,
 )  # fmt: skip
 
@@ -44,7 +52,7 @@ def make_env(env_name: str, level_seed: int, distribution_mode: str, seed: int):
     with contextlib.redirect_stderr(io.StringIO()):
         from procgen import ProcgenGym3Env
 
-    return ProcgenGym3Env(
+    env = ProcgenGym3Env(
         num=1,
         env_name=env_name,
         start_level=level_seed,
@@ -53,15 +61,26 @@ def make_env(env_name: str, level_seed: int, distribution_mode: str, seed: int):
         num_threads=0,  # step in the calling thread: ~2.5x faster than procgen's 1-thread pool here
         rand_seed=(seed * 1_000_003 + level_seed) % 2**31,
     )
+    # gym3 copies every observation unless `reuse_arrays`, which procgen does not expose; we copy
+    # each frame into the episode buffer ourselves, so skip gym3's copy (gym3 is pinned).
+    env._reuse_arrays = True
+    return env
 
 
-def record_level(env_name: str, level_seed: int, timeout: int, distribution_mode: str, seed: int) -> Episode:
-    """Play `timeout` uniformly random steps of one level and return what was seen."""
+def record_level(
+    env_name: str, level_seed: int, timeout: int, distribution_mode: str, seed: int, out: np.ndarray | None = None
+) -> Episode:
+    """Play `timeout` uniformly random steps of one level and return what was seen.
+
+    `out`, a reusable `(timeout,)` record buffer, saves a worker from page-faulting a fresh
+    12 MB array for every level (measured: ~10% of recording time).
+    """
     env = make_env(env_name, level_seed, distribution_mode, seed)
     num_actions = env.ac_space.eltype.n  # CoinRun: 15 button combos
     rng = np.random.default_rng([seed, level_seed])
-    steps = np.zeros(timeout, dtype=step_dtype(env.ob_space["rgb"].shape))
+    steps = np.zeros(timeout, dtype=step_dtype(env.ob_space["rgb"].shape)) if out is None else out
     steps["action"] = rng.integers(0, num_actions, size=timeout)
+    steps["reward"], steps["first"] = 0, False
     act_in = steps["action"].astype(np.int32).reshape(timeout, 1)  # what env.act takes, converted once
     frame, reward, first = steps["frame"], steps["reward"], steps["first"]  # views into `steps`
     for t in range(timeout):
@@ -155,9 +174,15 @@ def sample(
     return SampleReport(len(todo), num_envs - len(todo), len(todo) * timeout, seconds)
 
 
+_buffer: np.ndarray | None = None  # one per worker process, reused for every level it records
+
+
 def _record_job(job: tuple) -> int:
+    global _buffer
     env_name, level, timeout, mode, seed, episodes = job
-    write_episode(episode_path(Path(episodes), level), record_level(env_name, level, timeout, mode, seed))
+    if _buffer is None or len(_buffer) != timeout:
+        _buffer = np.zeros(timeout, dtype=step_dtype())
+    write_episode(episode_path(Path(episodes), level), record_level(env_name, level, timeout, mode, seed, _buffer))
     return timeout
 
 
@@ -204,7 +229,7 @@ def _check_resume(path: Path, meta: dict) -> None:
 
 
 def _on_disk(episodes: Path, timeout: int) -> dict:
-    seeds = [int(p.stem.removeprefix("level_")) for p in list_episodes(episodes)]
+    seeds = [level_seed_of(p) for p in list_episodes(episodes)]
     return {
         "num_episodes": len(seeds),
         "num_frames": len(seeds) * timeout,

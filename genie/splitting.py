@@ -48,7 +48,9 @@ def assign_levels(level_seeds: list[int], ratios: tuple[float, ...], seed: int) 
         raise ValueError(f"ratios must be three non-negative numbers for {SPLITS} (got {ratios})")
     wanted = [name for name, r in zip(SPLITS, ratios) if r > 0]
     if len(level_seeds) < len(wanted):
-        raise SplitError(f"{len(level_seeds)} level(s) cannot fill the {len(wanted)} splits {wanted}; record more levels")
+        raise SplitError(
+            f"{len(level_seeds)} level(s) cannot fill the {len(wanted)} splits {wanted}; record more levels"
+        )
     total = sum(ratios)
     counts = {name: int(len(level_seeds) * r / total) for name, r in zip(SPLITS, ratios)}
     for name in wanted:  # small datasets: no requested split may be empty
@@ -59,7 +61,9 @@ def assign_levels(level_seeds: list[int], ratios: tuple[float, ...], seed: int) 
     return {name: sorted(int(s) for s in order[a:b]) for name, a, b in zip(SPLITS, bounds[:-1], bounds[1:])}
 
 
-def split(root: str | os.PathLike, env_name: str, ratios=(0.9, 0.05, 0.05), seed: int = 0, progress: bool = True) -> dict:
+def split(
+    root: str | os.PathLike, env_name: str, ratios=(0.9, 0.05, 0.05), seed: int = 0, progress: bool = True
+) -> dict:
     """Validate every episode, assign levels to splits, and pack each split. Returns the report."""
     out = env_dir(root, env_name)
     episodes = out / EPISODE_DIR
@@ -67,7 +71,7 @@ def split(root: str | os.PathLike, env_name: str, ratios=(0.9, 0.05, 0.05), seed
         raise SplitError(f"no episode folder at {episodes}; record episodes first with sample.py")
     paths = list_episodes(episodes)
     if not paths:
-        raise SplitError(f"{episodes} holds no episode files (level_*.npy); record episodes first with sample.py")
+        raise SplitError(f"{episodes} holds no episode files (level_*.npy.zst); record episodes first with sample.py")
 
     # Pass 1: validate everything (a truncated or corrupt file is reported, never packed).
     valid: dict[int, tuple[Path, int, tuple]] = {}  # level seed -> (path, length, frame shape)
@@ -121,7 +125,9 @@ def _pack(dest: Path, episodes: list[tuple[Path, int]], frame_shape: tuple, prog
         "firsts": np.lib.format.open_memmap(tmp / "firsts.npy", "w+", np.bool_, (total,)),
     }
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).tolist()
-    for (path, n), row in tqdm(list(zip(episodes, starts)), desc=f"packing {dest.name}", unit="ep", disable=not progress):
+    for (path, n), row in tqdm(
+        list(zip(episodes, starts)), desc=f"packing {dest.name}", unit="ep", disable=not progress
+    ):
         ep = read_episode(path)
         for key, array in arrays.items():
             array[row : row + n] = ep.steps[_FIELD[key]]

@@ -13,7 +13,9 @@ T = 16
 
 
 def _dm(root, **kw) -> VideoDataModule:
-    return VideoDataModule(root=str(root), env_name="Coinrun", num_frames=T, **{"batch_size": 4, "num_workers": 0, **kw})
+    return VideoDataModule(
+        root=str(root), env_name="Coinrun", num_frames=T, **{"batch_size": 4, "num_workers": 0, **kw}
+    )
 
 
 def test_clip_starts_respect_lives():

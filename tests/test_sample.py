@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import sample as sample_cli
-from genie.episodes import EPISODE_DIR, list_episodes, read_episode
+from genie.episodes import EPISODE_DIR, episode_path, list_episodes, read_episode
 from genie.record import sample
 from tests.conftest import TINY
 
@@ -48,7 +48,9 @@ def test_same_arguments_give_identical_bytes(tiny_root, tmp_path):
     # One worker instead of two: the bytes must not depend on scheduling.
     sample(tmp_path, workers=1, progress=False, command="tests", **TINY)
     assert _episode_bytes(tmp_path) == _episode_bytes(tiny_root)
-    assert (tmp_path / "coinrun" / "metadata.json").read_bytes() == (tiny_root / "coinrun" / "metadata.json").read_bytes()
+    assert (tmp_path / "coinrun" / "metadata.json").read_bytes() == (
+        tiny_root / "coinrun" / "metadata.json"
+    ).read_bytes()
 
 
 def test_policy_seed_changes_the_data(tmp_path):
@@ -60,9 +62,10 @@ def test_policy_seed_changes_the_data(tmp_path):
 
 def test_resume_skips_finished_and_redoes_partial(tiny_root, tiny_copy):
     episodes = tiny_copy / "coinrun" / EPISODE_DIR
-    (episodes / "level_0000002.npy").unlink()
-    (episodes / "level_0000005.npy").rename(episodes / "level_0000005.npy.tmp")  # half-written
-    with open(episodes / "level_0000005.npy.tmp", "r+b") as f:
+    episode_path(episodes, 2).unlink()
+    half = episode_path(episodes, 5).with_suffix(".zst.tmp")  # an interrupted write
+    episode_path(episodes, 5).rename(half)
+    with open(half, "r+b") as f:
         f.truncate(1000)
     before = {p.name: p.stat().st_mtime_ns for p in list_episodes(episodes)}
     report = sample(tiny_copy, workers=2, progress=False, command="tests", **TINY)

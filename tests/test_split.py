@@ -63,15 +63,21 @@ def test_split_seed_changes_assignment_deterministically():
         assign_levels([1, 2], (0.9, 0.05, 0.05), seed=0)
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+@pytest.mark.parametrize("damage", ["truncate", "bitflip", "garbage"])
 def test_corrupt_episode_is_named_and_left_out(tiny_copy, capsys, damage):
     bad = episode_path(tiny_copy / "coinrun" / EPISODE_DIR, 3)
     if damage == "truncate":  # e.g. a disk that filled up
         with open(bad, "r+b") as f:
             f.truncate(bad.stat().st_size // 2)
+    elif damage == "bitflip":  # silent media corruption: caught by the zstd checksum
+        data = bytearray(bad.read_bytes())
+        data[len(data) // 2] ^= 0x10
+        bad.write_bytes(bytes(data))
     else:
         bad.write_bytes(b"this is not an episode")
-    assert split_cli.main(["--root", str(tiny_copy), "--train", "0.5", "--val", "0.25", "--test", "0.25", "--quiet"]) == 0
+    assert (
+        split_cli.main(["--root", str(tiny_copy), "--train", "0.5", "--val", "0.25", "--test", "0.25", "--quiet"]) == 0
+    )
     out = capsys.readouterr()
     assert bad.name in out.err and bad.name in out.out
     report = json.loads((tiny_copy / "coinrun" / "splits.json").read_text())
@@ -82,7 +88,7 @@ def test_corrupt_episode_is_named_and_left_out(tiny_copy, capsys, damage):
 
 def test_temporary_files_are_never_split(tiny_copy):
     episodes = tiny_copy / "coinrun" / EPISODE_DIR
-    (episodes / "level_0000099.npy.tmp").write_bytes(b"half")
+    episode_path(episodes, 99).with_suffix(".zst.tmp").write_bytes(b"half")
     report = split(tiny_copy, "coinrun", TINY_RATIOS, seed=0, progress=False)
     assert 99 not in sum(report["level_seeds"].values(), []) and not report["left_out"]
     assert len(list_episodes(episodes)) == TINY["num_envs"]
