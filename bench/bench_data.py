@@ -42,9 +42,12 @@ def _raw_single(seconds: float) -> tuple[int, float]:
     """One single-threaded env stepped in this process, over ever new levels (num_levels=0)."""
     env = make_env("coinrun", 0, "hard", 0)
     env = type(env)(num=1, env_name="coinrun", num_levels=0, distribution_mode="hard", num_threads=0, rand_seed=1)
-    rng = np.random.default_rng(0)
-    acts = rng.integers(0, 15, size=(4096, 1), dtype=np.int32)
-    for a in acts[:200]:  # warm up: first steps after loading are slower
+    return _step_for(env, np.random.default_rng(0).integers(0, 15, size=(4096, 1), dtype=np.int32), seconds)
+
+
+def _step_for(env, acts: np.ndarray, seconds: float) -> tuple[int, float]:
+    """Step `env` through `acts` (rows: one action per env) repeatedly for `seconds`: (frames, s)."""
+    for a in acts[:20]:  # warm up: first steps after loading are slower
         env.act(a)
         env.observe()
     frames, start = 0, time.perf_counter()
@@ -52,7 +55,7 @@ def _raw_single(seconds: float) -> tuple[int, float]:
         for a in acts:
             env.act(a)
             env.observe()
-        frames += len(acts)
+        frames += acts.size
     return frames, time.perf_counter() - start
 
 
@@ -90,17 +93,8 @@ def raw_levels(workers: int, levels: int, timeout: int) -> float:
 def raw_vectorized(workers: int, seconds: float, num: int = 64) -> float:
     env = make_env("coinrun", 0, "hard", 0)
     env = type(env)(num=num, env_name="coinrun", num_levels=0, distribution_mode="hard", num_threads=workers)
-    acts = np.random.default_rng(0).integers(0, 15, size=(256, num), dtype=np.int32)
-    for a in acts[:20]:
-        env.act(a)
-        env.observe()
-    frames, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for a in acts:
-            env.act(a)
-            env.observe()
-        frames += acts.size
-    return frames / (time.perf_counter() - start)
+    frames, elapsed = _step_for(env, np.random.default_rng(0).integers(0, 15, size=(256, num), dtype=np.int32), seconds)
+    return frames / elapsed
 
 
 def sample_end_to_end(root: Path, workers: int, levels: int, timeout: int) -> float:
@@ -116,13 +110,17 @@ def loader(root: Path, batches: int, num_frames: int = 16, batch_size: int = 32)
 
     dm = VideoDataModule(root=str(root), num_frames=num_frames, batch_size=batch_size, num_workers=1)
     it = iter(dm.train_dataloader())
+    os.sync()  # split.py's freshly written arrays: flush them now, not while we measure
     for _ in range(20):  # warm up: worker start, first page faults of the memory map
         dm.on_after_batch_transfer(next(it), 0)
-    start = time.perf_counter()
-    for _ in range(batches):
-        clip = dm.on_after_batch_transfer(next(it), 0)
+    rates = []
+    for _ in range(3):  # the median of three windows: this shared machine's speed drifts
+        start = time.perf_counter()
+        for _ in range(batches // 3):
+            clip = dm.on_after_batch_transfer(next(it), 0)
+        rates.append((batches // 3) * batch_size * num_frames / (time.perf_counter() - start))
     assert clip.video.shape == (batch_size, 3, num_frames, 64, 64)
-    return batches * batch_size * num_frames / (time.perf_counter() - start)
+    return float(np.median(rates))
 
 
 def main() -> int:

@@ -99,7 +99,7 @@ def write_episode(path: Path, episode: Episode) -> None:
     header = io.BytesIO()  # the .npy header, then the records streamed without a copy
     np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(episode.steps))
     size = header.tell() + episode.steps.nbytes
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # never shared, even with a stray old worker
     cctx = zstandard.ZstdCompressor(level=_ZSTD_LEVEL, write_checksum=True)
     with open(tmp, "wb") as f, cctx.stream_writer(f, size=size, closefd=False) as z:
         z.write(header.getbuffer())
