@@ -8,6 +8,9 @@ import importlib
 
 _LAZY = {
     "VideoDataModule": "genie.data",
+    "VideoTokenizer": "genie.tokenizer",
+    "MAGVIT2_ENC_DESC": "genie.tokenizer",
+    "MAGVIT2_DEC_DESC": "genie.tokenizer",
 }
 
 __all__ = list(_LAZY)

@@ -1,0 +1,82 @@
+"""Blueprints: a network described as a list of `(block_name, kwargs)` pairs (seed README).
+
+    enc_desc = (
+        ('causal', {'in_channels': 3, 'out_channels': 64, 'kernel_size': 3}),
+        ('residual', {'in_channels': 64, 'downsample': (1, 2), 'use_blur': True}),
+        ('residual', {'n_rep': 2, 'in_channels': 64}),     # n_rep: the same block twice
+        ('proj_out', {'in_channels': 64, 'out_channels': 18}),
+    )
+
+The same description works from Python and from YAML (where pairs are lists). Every block
+maps a video `(b c t h w)` to a video. Building checks that channels chain and names a bad
+entry; it never mutates the description (PITFALLS: popping `n_rep` out of a preset dict
+silently builds a smaller model the second time the preset is used).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+
+import torch
+from torch import nn
+
+from genie.attention import SpaceTimeBlock
+from genie.blocks import CausalConvBlock, ProjOut, ResidualBlock, SpaceTimeDownsample, SpaceTimeUpsample
+
+BLOCKS: dict[str, type[nn.Module]] = {
+    "causal": CausalConvBlock,
+    "residual": ResidualBlock,
+    "spacetime_downsample": SpaceTimeDownsample,
+    "spacetime_upsample": SpaceTimeUpsample,
+    "proj_out": ProjOut,
+    "space-time_attn": SpaceTimeBlock,
+}
+
+Blueprint = Sequence[tuple[str, dict]]
+
+
+class BlueprintError(ValueError):
+    """A description that cannot be built; the message names the offending entry."""
+
+
+class Stack(nn.Module):
+    """The network a blueprint describes, with its overall channel and scale bookkeeping."""
+
+    def __init__(self, desc: Blueprint, name: str = "blueprint"):
+        super().__init__()
+        layers: list[nn.Module] = []
+        self.in_channels: int | None = None
+        self.time_factor = self.space_factor = Fraction(1)  # output size / input size
+        for i, entry in enumerate(desc):
+            if not (isinstance(entry, (tuple, list)) and len(entry) == 2 and isinstance(entry[1], dict)):
+                raise BlueprintError(f"{name}[{i}]: expected a (block_name, kwargs) pair, got {entry!r}")
+            block, kwargs = entry
+            if block not in BLOCKS:
+                raise BlueprintError(f"{name}[{i}]: unknown block {block!r}; known blocks: {', '.join(BLOCKS)}")
+            kwargs = dict(kwargs)  # a copy: the caller's description stays as it was
+            n_rep = kwargs.pop("n_rep", 1)
+            for _ in range(n_rep):
+                try:
+                    layer = BLOCKS[block](**kwargs)
+                except TypeError as e:
+                    raise BlueprintError(f"{name}[{i}] ({block!r}): {e}") from e
+                if layers and layer.in_channels != layers[-1].out_channels:
+                    raise BlueprintError(
+                        f"{name}[{i}] ({block!r}): in_channels={layer.in_channels} but the previous block "
+                        f"outputs {layers[-1].out_channels} channels"
+                    )
+                self.time_factor *= Fraction(getattr(layer, "time_factor", 1)).limit_denominator()
+                self.space_factor *= Fraction(getattr(layer, "space_factor", 1)).limit_denominator()
+                layers.append(layer)
+        if not layers:
+            raise BlueprintError(f"{name}: empty description")
+        self.layers = nn.ModuleList(layers)
+        self.in_channels, self.out_channels = layers[0].in_channels, layers[-1].out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"expected {self.in_channels} input channels, got a tensor of shape {tuple(x.shape)}")
+        for layer in self.layers:
+            x = layer(x)
+        return x
