@@ -1,0 +1,24 @@
+"""Stage 1: train the video tokenizer.
+
+    python tokenizer.py fit -c config/tokenize.yaml          # CoinRun scale (App. F)
+    python tokenizer.py fit -c config/tokenize.tiny.yaml     # CPU scale, minutes
+    python tokenizer.py fit -c config/tokenize.yaml --ckpt_path last    # resume
+    python tokenizer.py validate|test|predict -c ... --ckpt_path <ckpt>
+
+LightningCLI: every argument of `genie.lit.tokenizer.TokenizerTraining`, of the
+`VideoTokenizer` it trains and of `genie.data.VideoDataModule` is settable from the YAML
+or the command line (`--help` lists them).
+"""
+
+from lightning.pytorch.cli import LightningCLI
+
+from genie.data import VideoDataModule
+from genie.lit.tokenizer import TokenizerTraining
+
+
+def main(args: list[str] | None = None) -> LightningCLI:
+    return LightningCLI(TokenizerTraining, VideoDataModule, args=args, save_config_kwargs={"overwrite": True})
+
+
+if __name__ == "__main__":
+    main()
