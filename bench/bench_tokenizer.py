@@ -1,0 +1,109 @@
+"""Tokenizer training-step benchmark: frames/s and achieved FLOP/s against a same-run matmul peak.
+
+    python bench/bench_tokenizer.py [--batch 2] [--steps 3] [--device cpu|cuda]
+
+For each preset (config/tokenize.tiny.yaml and the App. F CoinRun config/tokenize.yaml) it
+builds the VideoTokenizer from the YAML, counts the FLOPs of one training step (forward +
+backward, `torch.utils.flop_counter`), times `--steps` steps of forward, backward and an
+AdamW update on random clips, and divides. The peak is a large matmul measured in the
+same run (fp32 on CPU, bf16 on GPU). Target (issue #3): CoinRun config >= 25 % of peak on
+the CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from torch.utils.flop_counter import FlopCounterMode
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from genie.tokenizer import VideoTokenizer  # noqa: E402
+
+
+def matmul_peak(device: str, dtype: torch.dtype, n: int = 4096, reps: int = 10) -> float:
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    _sync(device)
+    return 2 * n**3 * reps / (time.perf_counter() - start)
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def build(config: Path) -> tuple[VideoTokenizer, int]:
+    cfg = yaml.safe_load(config.read_text())
+    return VideoTokenizer(**cfg["model"]["tokenizer"]["init_args"]), cfg["data"]["num_frames"]
+
+
+def train_step(tok: VideoTokenizer, opt: torch.optim.Optimizer, video: torch.Tensor, autocast: bool) -> None:
+    opt.zero_grad(set_to_none=True)
+    with torch.autocast(video.device.type, dtype=torch.bfloat16, enabled=autocast):
+        loss = tok.compute_losses(video).loss
+    loss.backward()
+    opt.step()
+
+
+def measure(config: Path, batch: int, steps: int, device: str) -> dict:
+    torch.manual_seed(0)
+    tok, frames = build(config)
+    tok.to(device)
+    opt = torch.optim.AdamW(tok.parameters(), lr=1e-4)
+    video = torch.rand(batch, 3, frames, 64, 64, device=device) * 2 - 1
+    autocast = device == "cuda"
+    with FlopCounterMode(display=False) as counter:
+        train_step(tok, opt, video, autocast)
+    flops = counter.get_total_flops()
+    train_step(tok, opt, video, autocast)  # warm-up
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        train_step(tok, opt, video, autocast)
+    _sync(device)
+    seconds = (time.perf_counter() - start) / steps
+    return {
+        "frames_per_s": batch * frames / seconds,
+        "flops_per_s": flops / seconds,
+        "step_s": seconds,
+        "frames": frames,
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch", type=int, default=2, help="clips per step (App. F uses 48; CPU runs use fewer)")
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = p.parse_args()
+    dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
+    peak = matmul_peak(args.device, dtype)
+    print(f"device {args.device} ({torch.get_num_threads()} threads), matmul peak {peak / 1e9:,.0f} GFLOP/s ({dtype})")
+    ok = True
+    for name in ("tokenize.tiny.yaml", "tokenize.yaml"):
+        r = measure(REPO / "config" / name, args.batch, args.steps, args.device)
+        mfu = r["flops_per_s"] / peak
+        print(
+            f"  {name:<20} batch {args.batch} x {r['frames']} frames: {r['frames_per_s']:8.1f} frames/s, "
+            f"{r['step_s']:6.2f} s/step, {r['flops_per_s'] / 1e9:8.1f} GFLOP/s = {mfu:5.1%} of peak"
+        )
+        if name == "tokenize.yaml" and args.device == "cpu":
+            ok = mfu >= 0.25
+    print("target met (CoinRun config >= 25% of peak)" if ok else "TARGET MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
