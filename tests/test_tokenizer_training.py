@@ -42,6 +42,28 @@ def test_checkpoint_rebuilds_the_tokenizer_and_training_resumes(tmp_path, tiny_r
         assert torch.equal(rebuilt.tokenize(batch.video).indices, trained.tokenize(batch.video).indices)
     resumed = _fit(tmp_path, tiny_root, "tokenize.tiny.yaml", "--trainer.max_steps", "5", "--ckpt_path", "last")
     assert resumed.trainer.global_step == 5  # continued from step 3, not from 0
+    for sub in ("validate", "test"):
+        args = [sub, "-c", str(REPO / "config" / "tokenize.tiny.yaml"), "--data.root", str(tiny_root), *SMALL,
+                "--trainer.enable_progress_bar", "false", "--ckpt_path", str(last)]  # fmt: skip
+        metrics = tokenizer_cli.main(args).trainer.callback_metrics
+        stage = "val" if sub == "validate" else "test"
+        assert {f"{stage}/psnr", f"{stage}/ssim", f"{stage}/code_usage", f"{stage}/rec"} <= set(metrics)
+    args = [
+        "predict",
+        "-c",
+        str(REPO / "config" / "tokenize.tiny.yaml"),
+        "--data.root",
+        str(tiny_root),
+        *SMALL,
+        "--trainer.enable_progress_bar",
+        "false",
+        "--ckpt_path",
+        str(last),
+        "--trainer.limit_predict_batches",
+        "1",
+    ]
+    predictions = tokenizer_cli.main(args + ["--trainer.logger", "false"]).trainer.predict_loop.predictions
+    assert predictions[0].shape == (2, 4, 16, 16) and predictions[0].dtype == torch.int64
     with pytest.raises(ValueError, match="no 'tokenizer' network"):
         torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
         VideoTokenizer.from_checkpoint(str(tmp_path / "other.ckpt"))
