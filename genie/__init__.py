@@ -11,6 +11,10 @@ _LAZY = {
     "VideoTokenizer": "genie.tokenizer",
     "MAGVIT2_ENC_DESC": "genie.tokenizer",
     "MAGVIT2_DEC_DESC": "genie.tokenizer",
+    "LatentAction": "genie.action",
+    "LATENT_ACT_ENC": "genie.action",
+    "LATENT_ACT_DEC": "genie.action",
+    "DynamicsModel": "genie.dynamics",
 }
 
 __all__ = list(_LAZY)

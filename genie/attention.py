@@ -1,6 +1,7 @@
 """The spatiotemporal (ST) transformer block shared by Genie's models (Genie Sec. 2.1, Fig. 4).
 
-Shape legend: b batch, c = d model width (n_embd), t frames, h w spatial grid, s = h * w.
+Shape legend: b batch, c = d model width (n_embd), t frames, h w spatial grid, s = h * w,
+e width of an external conditioning vector (a latent action), n heads, k keys.
 
 One block = spatial attention over the h*w tokens of each frame, then *causal* temporal
 attention over the t positions of each spatial location, then a single per-token MLP
@@ -11,9 +12,19 @@ nothing but the temporal attention mixes time, and that is causal (PITFALLS: a 3
 
 Attention uses `scaled_dot_product_attention` with its default 1/sqrt(d_head) scale
 (PITFALLS: a hand-written `n_head * d_head ** -0.5` scales logits n_head times too much).
+
+Two additions serve the later stages:
+- `has_ext`: the block is conditioned on one external vector per frame (the LAM decoder's
+  latent action). It enters the temporal attention: projected to the model width and added
+  to that attention's input at every location of its frame.
+- a temporal key/value cache (`TimeKV`): frame t attends only to frames <= t, so when the
+  dynamics model samples frame T with MaskGIT, the keys and values of frames < T are the
+  same at every MaskGIT step and are computed once (`forward_tokens(..., past=...)`).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -21,8 +32,15 @@ from einops import rearrange
 from torch import nn
 
 
+class TimeKV(NamedTuple):
+    """Temporal keys and values of the frames seen so far, one pair per block."""
+
+    k: torch.Tensor  # (b s n t d)
+    v: torch.Tensor  # (b s n t d)
+
+
 class Attention(nn.Module):
-    """Multi-head self-attention over the second-to-last axis of `(..., n, d)` tokens."""
+    """Multi-head self-attention over the second-to-last axis of `(..., k, d)` tokens."""
 
     def __init__(self, n_embd: int, n_head: int, d_head: int, causal: bool = False):
         super().__init__()
@@ -31,9 +49,27 @@ class Attention(nn.Module):
         self.out = nn.Linear(n_head * d_head, n_embd, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = rearrange(self.qkv(x), "... n (three h d) -> three ... h n d", three=3, h=self.n_head)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
-        return self.out(rearrange(y, "... h n d -> ... n (h d)"))
+        return self.attend(x)[0]
+
+    def attend(self, x: torch.Tensor, past: TimeKV | None = None) -> tuple[torch.Tensor, TimeKV]:
+        """Attention of `x`'s tokens over `past` keys/values followed by their own.
+
+        Returns the output and the keys/values of past and new tokens together (the cache
+        for the next call). With `causal`, new token i sees every past token and new tokens <= i.
+        """
+        q, k, v = rearrange(self.qkv(x), "... k (three n d) -> three ... n k d", three=3, n=self.n_head)
+        if past is not None:
+            k, v = torch.cat([past.k, k], dim=-2), torch.cat([past.v, v], dim=-2)
+        n_new, n_all = q.shape[-2], k.shape[-2]
+        mask, is_causal = None, False
+        if self.causal and n_new > 1:
+            if n_all == n_new:
+                is_causal = True
+            else:  # SDPA's is_causal aligns top-left; with a cache the diagonal is offset
+                offset = n_all - n_new
+                mask = torch.arange(n_all, device=x.device) <= torch.arange(n_new, device=x.device)[:, None] + offset
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+        return self.out(rearrange(y, "... n k d -> ... k (n d)")), TimeKV(k, v)
 
 
 class SpaceTimeBlock(nn.Module):
@@ -45,34 +81,64 @@ class SpaceTimeBlock(nn.Module):
         d_head: width of each head.
         transpose: temporal attention before spatial attention.
         mlp_ratio: hidden width of the MLP relative to n_embd.
+        has_ext: condition on an external vector per frame (`ext`, e.g. a latent action).
+        time_attn_kw: options of the temporal attention; `key_dim` is the width e of the
+            external vectors (default n_embd).
     """
 
-    def __init__(self, n_embd: int, n_head: int = 8, d_head: int = 64, transpose: bool = False, mlp_ratio: int = 4):
+    def __init__(
+        self,
+        n_embd: int,
+        n_head: int = 8,
+        d_head: int = 64,
+        transpose: bool = False,
+        mlp_ratio: int = 4,
+        has_ext: bool = False,
+        time_attn_kw: dict | None = None,
+    ):
         super().__init__()
+        time_attn_kw = dict(time_attn_kw or {})
+        key_dim = time_attn_kw.pop("key_dim", n_embd)
+        if time_attn_kw:
+            raise TypeError(f"unknown time_attn_kw option(s) {sorted(time_attn_kw)}; known: key_dim")
         self.in_channels = self.out_channels = n_embd
-        self.transpose = transpose
+        self.transpose, self.has_ext = transpose, has_ext
         self.norm_space, self.norm_time, self.norm_mlp = (nn.LayerNorm(n_embd) for _ in range(3))
         self.space = Attention(n_embd, n_head, d_head)
         self.time = Attention(n_embd, n_head, d_head, causal=True)
+        self.ext = nn.Linear(key_dim, n_embd) if has_ext else None
         self.mlp = nn.Sequential(
             nn.Linear(n_embd, mlp_ratio * n_embd), nn.GELU(), nn.Linear(mlp_ratio * n_embd, n_embd)
         )  # fmt: skip
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ext: torch.Tensor | None = None) -> torch.Tensor:
+        """Video `(b c t h w)` (and `ext (b t e)` when conditioned) -> `(b c t h w)`."""
         h, w = x.shape[-2:]
-        tokens = rearrange(x, "b c t h w -> b t (h w) c")
-        tokens = self.forward_tokens(tokens)
+        tokens, _ = self.forward_tokens(rearrange(x, "b c t h w -> b t (h w) c"), ext)
         return rearrange(tokens, "b t (h w) c -> b c t h w", h=h, w=w)
 
-    def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """`(b t s c)` -> `(b t s c)`."""
-        for step in (self._time, self._space) if self.transpose else (self._space, self._time):
-            x = step(x)
-        return x + self.mlp(self.norm_mlp(x))
+    def forward_tokens(
+        self, x: torch.Tensor, ext: torch.Tensor | None = None, past: TimeKV | None = None
+    ) -> tuple[torch.Tensor, TimeKV]:
+        """`(b t s c)` -> `(b t s c)` and the temporal keys/values of past + these frames.
 
-    def _space(self, x: torch.Tensor) -> torch.Tensor:  # --- spatial attention, within each frame ---
-        return x + self.space(self.norm_space(x))
+        With `past`, `x` holds the frames that follow the cached ones.
+        """
+        if self.has_ext and (ext is None or ext.shape[:2] != x.shape[:2]):
+            got = None if ext is None else tuple(ext.shape)
+            raise ValueError(f"this block is conditioned (has_ext): pass ext (b, t, e) for its t frames, got {got}")
+        kv = None
+        for step in ("time", "space") if self.transpose else ("space", "time"):
+            if step == "space":  # --- spatial attention, within each frame ---
+                x = x + self.space(self.norm_space(x))
+            else:  # --- causal temporal attention, per location ---
+                y, kv = self._time(x, ext, past)
+                x = x + y
+        return x + self.mlp(self.norm_mlp(x)), kv
 
-    def _time(self, x: torch.Tensor) -> torch.Tensor:  # --- causal temporal attention, per location ---
-        y = self.time(rearrange(self.norm_time(x), "b t s c -> b s t c"))
-        return x + rearrange(y, "b s t c -> b t s c")
+    def _time(self, x: torch.Tensor, ext: torch.Tensor | None, past: TimeKV | None) -> tuple[torch.Tensor, TimeKV]:
+        h = self.norm_time(x)
+        if self.ext is not None:
+            h = h + rearrange(self.ext(ext), "b t c -> b t 1 c")
+        y, kv = self.time.attend(rearrange(h, "b t s c -> b s t c"), past)
+        return rearrange(y, "b s t c -> b t s c"), kv

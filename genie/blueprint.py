@@ -74,9 +74,15 @@ class Stack(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.in_channels, self.out_channels = layers[0].in_channels, layers[-1].out_channels
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def has_ext(self) -> bool:
+        """Whether some block is conditioned on an external vector per frame (`ext`)."""
+        return any(getattr(layer, "has_ext", False) for layer in self.layers)
+
+    def forward(self, x: torch.Tensor, ext: torch.Tensor | None = None) -> torch.Tensor:
+        """Video `(b c t h w)` -> video; `ext (b t e)` goes to the conditioned blocks."""
         if x.shape[1] != self.in_channels:
             raise ValueError(f"expected {self.in_channels} input channels, got a tensor of shape {tuple(x.shape)}")
         for layer in self.layers:
-            x = layer(x)
+            x = layer(x, ext) if getattr(layer, "has_ext", False) else layer(x)
         return x

@@ -290,7 +290,18 @@ def normalized_mutual_info(a: Tensor, b: Tensor) -> Tensor:
     ub, ib = torch.unique(b.to(a.device), return_inverse=True)
     na, nb = ua.numel(), ub.numel()
     contingency = rearrange(torch.bincount(ia * nb + ib, minlength=na * nb), "(i j) -> i j", i=na, j=nb)
-    p_ab = contingency.double() / a.numel()
+    return nmi_from_contingency(contingency)
+
+
+def nmi_from_contingency(contingency: Tensor) -> Tensor:
+    """`normalized_mutual_info` from a contingency table `(labels of a, labels of b)` of counts.
+
+    Empty rows and columns are allowed (labels that never occur), so a fixed-size table can
+    be accumulated over batches and summed over processes.
+    """
+    if contingency.ndim != 2:
+        raise ValueError(f"contingency must be 2-D, got shape {tuple(contingency.shape)}")
+    p_ab = contingency.double() / contingency.sum().clamp(min=1)
     p_a, p_b = p_ab.sum(dim=1), p_ab.sum(dim=0)
     h_a = -torch.special.xlogy(p_a, p_a).sum()
     h_b = -torch.special.xlogy(p_b, p_b).sum()

@@ -11,13 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
-from torch.optim.lr_scheduler import LambdaLR
 
 from genie.data import Clip, to_frames
 from genie.lit.checkpoints import store_network
-from genie.lit.schedule import warmup_cosine
+from genie.lit.images import save_png
+from genie.lit.schedule import warmup_cosine_scheduler
 from genie.metrics import CodebookCounter, codebook_usage_from_counts, psnr, ssim
 from genie.tokenizer import VideoTokenizer
 
@@ -64,13 +63,8 @@ class TokenizerTraining(L.LightningModule):
         if self.tokenizer.discriminator is not None:
             disc = self.tokenizer.discriminator.parameters()
             opts.append(torch.optim.AdamW(disc, lr=hp.lr, betas=hp.betas, weight_decay=hp.weight_decay))
-        scheds = [LambdaLR(opt, self._lr_factor) for opt in opts]
-        return opts, scheds
-
-    def _lr_factor(self, step: int) -> float:
-        hp = self.hparams
-        total = self.trainer.max_steps if self.trainer.max_steps > 0 else hp.warmup_steps
-        return warmup_cosine(step, lr=hp.lr, min_lr=hp.min_lr, warmup_steps=hp.warmup_steps, total_steps=total) / hp.lr
+        sched = dict(lr=hp.lr, min_lr=hp.min_lr, warmup_steps=hp.warmup_steps)
+        return opts, [warmup_cosine_scheduler(opt, self, **sched) for opt in opts]
 
     def training_step(self, batch: Clip, batch_idx: int) -> None:
         opts, scheds = self.optimizers(), self.lr_schedulers()
@@ -152,16 +146,7 @@ class TokenizerTraining(L.LightningModule):
         if logger is not None and hasattr(logger.experiment, "add_image"):  # TensorBoard
             logger.experiment.add_image(f"{stage}/reconstruction", grid, self.global_step, dataformats="HWC")
         elif logger is not None and logger.log_dir:
-            _save_png(Path(logger.log_dir) / "images" / f"{stage}_step{self.global_step:07d}.png", grid)
+            save_png(Path(logger.log_dir) / "images" / f"{stage}_step{self.global_step:07d}.png", grid)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         store_network(checkpoint, "tokenizer", self.tokenizer.config)
-
-
-def _save_png(path: Path, image: np.ndarray) -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(image).save(tmp, format="PNG")
-    tmp.replace(path)

@@ -1,0 +1,31 @@
+"""Stage 2: train the latent action model and the dynamics model together, tokenizer frozen.
+
+    python genie.py fit -c config/genie.yaml                 # CoinRun scale (App. F), one GPU
+    python genie.py fit -c config/genie.tiny.yaml            # CPU scale
+    python genie.py fit -c config/genie.yaml --ckpt_path last          # resume
+    python genie.py validate|test|predict -c ... --ckpt_path <ckpt>
+
+`model.tokenizer_ckpt_path` names the `tokenizer.py fit` checkpoint; the dynamics model's
+vocabulary and action count come from it and from the LAM. LightningCLI: every argument of
+`genie.lit.genie.GenieTraining`, of the networks and of `genie.data.VideoDataModule` is
+settable from the YAML or the command line (`--help` lists them).
+"""
+
+import sys
+
+from lightning.pytorch.cli import LightningCLI
+
+from genie.data import VideoDataModule
+from genie.lit.checkpoints import CheckpointError
+from genie.lit.genie import GenieTraining
+
+
+def main(args: list[str] | None = None) -> LightningCLI:
+    return LightningCLI(GenieTraining, VideoDataModule, args=args, save_config_kwargs={"overwrite": True})
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except CheckpointError as e:  # a missing or mismatched checkpoint: one line, before any training
+        sys.exit(f"genie.py: error: {e}")

@@ -1,0 +1,216 @@
+"""Genie's latent action model (LAM, Sec. 2.1 and Fig. 5): discrete actions from unlabelled video.
+
+Shape legend: b batch, c channels, t frames (T of them), H W pixels, p patch size,
+h w patch grid (H/p, W/p) and, after the encoder's down-sampling, h' w'; e model width
+(n_embd); d = d_codebook (width of an action vector); K = num_actions.
+
+A VQ-VAE over *pixels* (Genie Table 2: pixel input controls better than tokens):
+
+    video (b c T H W) --patches + positions--> (b e T h w) --encoder--> feats (b e T h' w')
+    feats[t+1] --mean over space, linear--> z_t (b T-1 d) --VQ, K codes--> a_t, vector_t
+    feats[t] + vector_t --decoder (conditioned blocks)--> frame t+1 (b c T-1 H W)
+
+Alignment (PITFALLS): the encoder is causal in time, so feats[t+1] has seen x_0..x_{t+1}
+and emits a_t, the action of the transition t -> t+1; the decoder sees feats[<= t], i.e.
+frames x_0..x_t, plus a_t, and predicts x_{t+1}. Nothing about x_{t+1} reaches the decoder
+except through the K-way action bottleneck. `actions[:, t]` therefore has the same meaning
+as the recorded CoinRun actions (`Clip.actions[:, t]` leads from frame t to t+1) and as
+the dynamics model's `act_id[:, t]`.
+
+Departure from the paper, on by default (`predict_delta`): the decoder predicts the change
+x_{t+1} - x_t and adds it to x_t. At CoinRun's coarse 16x16-pixel patches, rebuilding the
+whole frame from patch features is most of the work; predicting the change leaves the action
+to explain what moved.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, reduce
+from torch import nn
+
+from genie.blueprint import Blueprint, Stack
+from genie.vq import VectorQuantizer
+
+# Seed-README-shaped presets (n_embd 256): the encoder halves the patch grid, the decoder
+# (the seed README's example) doubles it back; decoder blocks are conditioned on the action
+# vector (width d_codebook = 8 here). The App. F CoinRun LAM is config/genie.yaml.
+LATENT_ACT_ENC: Blueprint = (
+    ("space-time_attn", {"n_rep": 2, "n_embd": 256, "n_head": 4, "d_head": 16}),
+    ("spacetime_downsample", {"in_channels": 256, "kernel_size": 3, "time_factor": 1, "space_factor": 2}),
+    ("space-time_attn", {"n_rep": 2, "n_embd": 256, "n_head": 4, "d_head": 16}),
+)
+LATENT_ACT_DEC: Blueprint = (
+    ("space-time_attn", {"n_rep": 2, "n_embd": 256, "n_head": 4, "d_head": 16, "has_ext": True,
+                         "time_attn_kw": {"key_dim": 8}}),
+    ("spacetime_upsample", {"in_channels": 256, "kernel_size": 3, "time_factor": 1, "space_factor": 2}),
+    ("space-time_attn", {"n_rep": 2, "n_embd": 256, "n_head": 4, "d_head": 16, "has_ext": True,
+                         "time_attn_kw": {"key_dim": 8}}),
+)  # fmt: skip
+
+
+class ActionEncoding(NamedTuple):
+    actions: torch.Tensor  # (b T-1) int64 in [0, K): actions[:, t] leads from frame t to t+1
+    encoded: torch.Tensor  # (b T-1 d) quantized action vectors (straight-through gradients)
+
+
+class LAMLosses(NamedTuple):
+    loss: torch.Tensor  # rec + quant_loss_weight * quant
+    terms: dict[str, torch.Tensor]  # unweighted terms by name
+    recon: torch.Tensor  # (b c T H W): frame 0 as given, frames 1.. predicted
+    actions: torch.Tensor  # (b T-1)
+
+
+class LAMOutput(NamedTuple):
+    recon: torch.Tensor
+    loss: torch.Tensor
+    aux_losses: dict[str, torch.Tensor]
+
+
+class LatentAction(nn.Module):
+    """Latent action model; keyword arguments follow the seed README.
+
+    Args:
+        enc_desc: encoder blueprint over the patch grid (model width n_embd in and out).
+        dec_desc: decoder blueprint; must undo the encoder's spatial down-sampling and hold
+            conditioned blocks (`has_ext: true`, `time_attn_kw: {key_dim: d_codebook}`).
+        d_codebook: width of an action code vector.
+        num_actions: number of latent actions K (App. F: 6 for CoinRun).
+        inp_channels: channels of the input frames.
+        inp_shape: (H, W) of the input frames.
+        n_embd: model width.
+        patch_size: pixels per patch side (App. F Table 16: 16 for CoinRun).
+        max_frames: longest clip (learned time positions).
+        predict_delta: predict x_{t+1} - x_t rather than x_{t+1} (see the module docstring).
+        commit_weight: VQ commitment weight.
+        dead_fraction: restart a code used below this fraction of 1/K (0: never).
+        quant_loss_weight: weight of the VQ loss in the total.
+    """
+
+    def __init__(
+        self,
+        enc_desc: Blueprint = LATENT_ACT_ENC,
+        dec_desc: Blueprint = LATENT_ACT_DEC,
+        d_codebook: int = 8,
+        num_actions: int = 6,
+        inp_channels: int = 3,
+        inp_shape: tuple[int, int] = (64, 64),
+        n_embd: int = 256,
+        patch_size: int = 8,
+        max_frames: int = 16,
+        predict_delta: bool = True,
+        commit_weight: float = 0.25,
+        dead_fraction: float = 0.1,
+        quant_loss_weight: float = 1.0,
+    ):
+        super().__init__()
+        self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        H, W = inp_shape
+        if H % patch_size or W % patch_size:
+            raise ValueError(f"inp_shape {inp_shape} is not divisible by patch_size {patch_size}")
+        self.inp_channels, self.inp_shape, self.patch_size = inp_channels, tuple(inp_shape), patch_size
+        self.max_frames, self.predict_delta, self.quant_loss_weight = max_frames, predict_delta, quant_loss_weight
+        grid = (H // patch_size) * (W // patch_size)
+        # --- patches and learned space/time positions (added, PITFALLS) ---
+        self.patch = nn.Conv3d(inp_channels, n_embd, (1, patch_size, patch_size), stride=(1, patch_size, patch_size))
+        self.pos_space = nn.Parameter(torch.randn(grid, n_embd) * 0.02)
+        self.pos_time = nn.Parameter(torch.randn(max_frames, n_embd) * 0.02)
+        self.encoder = Stack(enc_desc, "enc_desc")
+        self.decoder = Stack(dec_desc, "dec_desc")
+        self._check_stacks(n_embd, d_codebook)
+        # --- action bottleneck ---
+        self.to_action = nn.Sequential(nn.LayerNorm(n_embd), nn.Linear(n_embd, d_codebook))
+        self.quantizer = VectorQuantizer(num_actions, d_codebook, commit_weight, dead_fraction=dead_fraction)
+        self.to_pixels = nn.Sequential(nn.LayerNorm(n_embd), nn.Linear(n_embd, patch_size**2 * inp_channels))
+
+    def _check_stacks(self, n_embd: int, d_codebook: int) -> None:
+        enc, dec = self.encoder, self.decoder
+        for name, stack in (("enc_desc", enc), ("dec_desc", dec)):
+            if stack.in_channels != n_embd or stack.out_channels != n_embd:
+                channels = f"{stack.in_channels} -> {stack.out_channels}"
+                raise ValueError(f"{name} maps {channels} channels; n_embd is {n_embd}")
+            if stack.time_factor != 1:
+                raise ValueError(f"{name} re-samples time (x{stack.time_factor}); the LAM needs one step per frame")
+        if enc.space_factor * dec.space_factor != 1:
+            raise ValueError(
+                f"dec_desc up-sampling (x{dec.space_factor}) does not undo enc_desc down-sampling (x{enc.space_factor})"
+            )
+        conditioned = [layer for layer in dec.layers if getattr(layer, "has_ext", False)]
+        if not conditioned:
+            raise ValueError(
+                "dec_desc has no conditioned block (has_ext: true): its decoder would never see the action"
+            )
+        for layer in conditioned:
+            if layer.ext.in_features != d_codebook:
+                raise ValueError(
+                    f"a dec_desc block takes actions of width {layer.ext.in_features} (time_attn_kw key_dim), "
+                    f"but d_codebook={d_codebook}"
+                )
+
+    @property
+    def num_actions(self) -> int:
+        return self.quantizer.num_codes
+
+    # --- encoder: frames -> one action per transition ---
+    def encode(self, video: torch.Tensor) -> tuple[ActionEncoding, torch.Tensor]:
+        """`(actions, encoded), quant_loss = lam.encode(video)`; see `ActionEncoding`."""
+        _, vq = self._encode(video)
+        return ActionEncoding(vq.indices, vq.vectors), vq.loss
+
+    def _encode(self, video: torch.Tensor):
+        self._check(video)
+        t = video.shape[2]
+        x = self.patch(video)  # (b e T h w)
+        h, w = x.shape[-2:]
+        pos = self.pos_space[None, :, :] + self.pos_time[:t, None, :]  # (T hw e)
+        x = x + rearrange(pos, "t (h w) e -> e t h w", h=h, w=w)
+        feats = self.encoder(x)  # (b e T h' w')
+        z = self.to_action(reduce(feats[:, :, 1:], "b e t h w -> b t e", "mean"))  # read a_t at t+1
+        return feats, self.quantizer(z)
+
+    # --- decoder: frames <= t and a_t -> frame t+1 ---
+    def _decode(self, feats: torch.Tensor, vectors: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
+        y = self.decoder(feats[:, :, :-1], ext=vectors)  # position t sees frames <= t and a_t
+        p = self.patch_size
+        out = rearrange(self.to_pixels(rearrange(y, "b e t h w -> b t h w e")),
+                        "b t h w (p q c) -> b c t (h p) (w q)", p=p, q=p)  # fmt: skip
+        if self.predict_delta:
+            out = out + video[:, :, :-1]
+        return torch.cat([video[:, :, :1], out], dim=2)  # frame 0 has nothing to predict it
+
+    def decode(self, video: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Predict frames 1..T-1 of `video` from the frames before each and chosen `actions (b T-1)`."""
+        feats, _ = self._encode(video)
+        if actions.shape != (video.shape[0], video.shape[2] - 1):
+            raise ValueError(f"expected actions of shape (b, T-1) = {(video.shape[0], video.shape[2] - 1)}")
+        return self._decode(feats, self.quantizer.lookup(actions).to(feats.dtype), video)
+
+    # --- training ---
+    def forward(self, video: torch.Tensor) -> LAMOutput:
+        """`recon, loss, aux_losses = lam(video)`, with `recon.shape == video.shape`."""
+        out = self.compute_losses(video)
+        return LAMOutput(out.recon, out.loss, out.terms)
+
+    def compute_losses(self, video: torch.Tensor) -> LAMLosses:
+        feats, vq = self._encode(video)
+        recon = self._decode(feats, vq.vectors, video)
+        terms = {"rec": F.mse_loss(recon[:, :, 1:], video[:, :, 1:]), "quant": vq.loss, **vq.terms}
+        return LAMLosses(terms["rec"] + self.quant_loss_weight * vq.loss, terms, recon, vq.indices)
+
+    def _check(self, video: torch.Tensor) -> None:
+        expected = f"(b, {self.inp_channels}, t, {self.inp_shape[0]}, {self.inp_shape[1]})"
+        if video.dim() != 5 or video.shape[1] != self.inp_channels or tuple(video.shape[3:]) != self.inp_shape:
+            raise ValueError(f"expected a video {expected}, got shape {tuple(video.shape)}")
+        if not 2 <= video.shape[2] <= self.max_frames:
+            raise ValueError(f"the LAM needs 2..{self.max_frames} frames (max_frames), got {video.shape[2]}")
+
+    # --- checkpoints ---
+    @classmethod
+    def from_checkpoint(cls, path: str, map_location: str | torch.device = "cpu") -> LatentAction:
+        """Rebuild a trained LAM from a `genie.py fit` checkpoint alone."""
+        from genie.lit.checkpoints import load_network
+
+        return load_network(cls, path, "lam", map_location)

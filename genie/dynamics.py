@@ -1,0 +1,201 @@
+"""Genie's dynamics model (Sec. 2.1, Fig. 6): MaskGIT over an ST-transformer.
+
+Shape legend: b batch, t frames (T of them), h w token grid, s = h * w, e model width
+(embed_dim), V = tok_vocab (the tokenizer's codebook size), K = act_vocab (latent actions).
+
+    tokens (b T h w) --embed + space/time positions + action embedding--> (b T s e)
+        --ST blocks (spatial attn, causal temporal attn, MLP)--> logits (b T s V)
+
+Training (`compute_loss`): a random fraction U(0.5, 1) of the tokens of frames 1.. is replaced
+by the mask id V; cross-entropy against the *original* tokens at the masked positions
+(PITFALLS: targets are the real tokens, the mask id is input only).
+
+Actions: `act_id[:, t]` leads from frame t to t+1 (the recorded CoinRun actions and the
+LAM's actions mean the same), so the embedding added to frame t+1 is that of `act_id[:, t]`
+and frame 0 gets a learned "no action" embedding. `frame_actions` is the one place this
+alignment is written. Actions arrive as integer ids, so no gradient flows from the dynamics
+loss into the LAM (Genie's stop-gradient on the latent actions).
+
+Sampling (`generate`): MaskGIT decoding of each new frame (`genie.maskgit.decode`). Causal
+temporal attention means the keys/values of past frames do not change while the new frame is
+refined, so they are computed once (`TimeKV` cache) and each MaskGIT round runs one frame.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from genie import maskgit
+from genie.attention import SpaceTimeBlock, TimeKV
+from genie.blueprint import Blueprint, BlueprintError, Stack
+
+# The seed README's example: 4 ST blocks of width 256.
+DYNAMICS_DESC: Blueprint = (("space-time_attn", {"n_rep": 4, "n_embd": 256, "n_head": 4, "d_head": 16}),)
+
+
+class DynamicsLosses(NamedTuple):
+    loss: torch.Tensor  # mean cross-entropy over masked tokens
+    accuracy: torch.Tensor  # fraction of masked tokens whose argmax is right
+    mask: torch.Tensor  # (b T s) which tokens were masked
+
+
+class DynamicsModel(nn.Module):
+    """MaskGIT dynamics model; keyword arguments follow the seed README.
+
+    `tok_vocab` and `act_vocab` come first so that training can build the model once it knows
+    them from the tokenizer checkpoint and the LAM (`genie.lit.genie`).
+
+    Args:
+        tok_vocab: V, the tokenizer's codebook size.
+        act_vocab: K, the number of latent actions.
+        desc: blueprint of `space-time_attn` blocks of width `embed_dim`.
+        embed_dim: model width.
+        max_frames: longest sequence, generated frames included (learned time positions).
+        max_side: largest token-grid side (learned row and column positions).
+        mask_rate: range of the per-sample training mask rate (Genie: 0.5 to 1).
+    """
+
+    def __init__(
+        self,
+        tok_vocab: int,
+        act_vocab: int,
+        desc: Blueprint = DYNAMICS_DESC,
+        embed_dim: int = 256,
+        max_frames: int = 32,
+        max_side: int = 64,
+        mask_rate: tuple[float, float] = (0.5, 1.0),
+    ):
+        super().__init__()
+        self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        self.tok_vocab, self.act_vocab, self.max_frames, self.max_side = tok_vocab, act_vocab, max_frames, max_side
+        self.mask_id, self.no_action = tok_vocab, act_vocab
+        self.mask_rate = tuple(mask_rate)
+        self.tok_embed = nn.Embedding(tok_vocab + 1, embed_dim)  # + the mask id
+        self.act_embed = nn.Embedding(act_vocab + 1, embed_dim)  # + "no action" for frame 0
+        self.pos_time = nn.Parameter(torch.randn(max_frames, embed_dim) * 0.02)
+        self.pos_row = nn.Parameter(torch.randn(max_side, embed_dim) * 0.02)
+        self.pos_col = nn.Parameter(torch.randn(max_side, embed_dim) * 0.02)
+        stack = Stack(desc, "desc")
+        if not all(isinstance(layer, SpaceTimeBlock) and not layer.has_ext for layer in stack.layers):
+            raise BlueprintError("desc: the dynamics model takes only unconditioned 'space-time_attn' blocks")
+        if stack.in_channels != embed_dim:
+            raise BlueprintError(f"desc: blocks of width {stack.in_channels}, but embed_dim={embed_dim}")
+        self.blocks = stack.layers
+        self.norm = nn.LayerNorm(embed_dim)
+        self.head = nn.Linear(embed_dim, tok_vocab)
+
+    # --- the one place actions meet frames ---
+    def frame_actions(self, act_id: torch.Tensor, t: int) -> torch.Tensor:
+        """Action ids added to frames 0..t-1: `[no action, act_id[:, 0], ..., act_id[:, t-2]]`, `(b t)`.
+
+        `act_id[:, k]` leads from frame k to k+1; columns beyond t-2 are not needed.
+        """
+        if act_id.dim() != 2 or act_id.shape[1] < t - 1:
+            raise ValueError(f"need act_id of shape (b, >= {t - 1}) for {t} frames, got {tuple(act_id.shape)}")
+        start = torch.full_like(act_id[:, :1], self.no_action)
+        return torch.cat([start, act_id[:, : t - 1]], dim=1)
+
+    def _embed(self, tokens: torch.Tensor, actions: torch.Tensor, t0: int = 0) -> torch.Tensor:
+        """Tokens `(b t h w)` (frames t0..t0+t-1) and their aligned action ids `(b t)` -> `(b t s e)`."""
+        _, t, h, w = tokens.shape
+        if t0 + t > self.max_frames or h > self.max_side or w > self.max_side:
+            raise ValueError(
+                f"{t0 + t} frames of {h}x{w} tokens exceed max_frames={self.max_frames} / max_side={self.max_side}"
+            )
+        pos_space = rearrange(self.pos_row[:h, None] + self.pos_col[None, :w], "h w e -> (h w) e")
+        x = rearrange(self.tok_embed(tokens), "b t h w e -> b t (h w) e")
+        return x + pos_space + self.pos_time[t0 : t0 + t, None] + self.act_embed(actions)[:, :, None]
+
+    def _run(self, x: torch.Tensor, past: list[TimeKV] | None = None) -> tuple[torch.Tensor, list[TimeKV]]:
+        """ST blocks over `(b t s e)`; with `past`, `x` holds the frames after the cached ones."""
+        cache = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block.forward_tokens(x, past=None if past is None else past[i])
+            cache.append(kv)
+        return self.head(self.norm(x)), cache
+
+    def logits(self, tokens: torch.Tensor, act_id: torch.Tensor) -> torch.Tensor:
+        """Logits `(b T s V)` for every token of `tokens (b T h w)` (mask id allowed)."""
+        self._check_tokens(tokens)
+        return self._run(self._embed(tokens, self.frame_actions(act_id, tokens.shape[1])))[0]
+
+    # --- training ---
+    def compute_loss(self, tokens: torch.Tensor, act_id: torch.Tensor) -> torch.Tensor:
+        """MaskGIT loss of a clip: `loss = dynamics.compute_loss(tokens (b T h w), act_id (b T))`."""
+        return self.compute_losses(tokens, act_id).loss
+
+    def compute_losses(self, tokens: torch.Tensor, act_id: torch.Tensor) -> DynamicsLosses:
+        self._check_tokens(tokens)
+        b, t, h, w = tokens.shape
+        mask = maskgit.training_mask(b, t, h * w, self.mask_rate, device=tokens.device)
+        flat = rearrange(tokens, "b t h w -> b t (h w)")
+        inputs = rearrange(torch.where(mask, self.mask_id, flat), "b t (h w) -> b t h w", h=h)
+        logits = self.logits(inputs, act_id).float()  # (b t s V)
+        ce = F.cross_entropy(rearrange(logits, "b t s v -> b v t s"), flat, reduction="none")  # (b t s)
+        weight = mask.float()
+        count = weight.sum().clamp(min=1)  # no branch on a device value: no host sync
+        loss = (ce * weight).sum() / count
+        accuracy = ((logits.argmax(-1) == flat).float() * weight).sum() / count
+        return DynamicsLosses(loss, accuracy.detach(), mask)
+
+    # --- sampling ---
+    @torch.no_grad()
+    def generate(
+        self,
+        tokens: torch.Tensor,
+        act_id: torch.Tensor,
+        steps: int = 25,
+        temperature: float = 1.0,
+        num_frames: int = 1,
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Append `num_frames` frames to `tokens (b T h w)`: returns `(b T+num_frames h w)`.
+
+        New frame T+k is driven by `act_id[:, T-1+k]`, so `act_id` needs `T-1+num_frames`
+        columns (the seed's `(b, T)` for one frame). `temperature=0` decodes greedily.
+        `use_cache=False` recomputes every past frame at every MaskGIT round (for comparison).
+        """
+        self._check_tokens(tokens)
+        b, t, h, w = tokens.shape
+        actions = self.frame_actions(act_id, t + num_frames)  # (b T+n)
+        cache = self._run(self._embed(tokens, actions[:, :t]))[1] if use_cache else None
+        for k in range(t, t + num_frames):
+            logits_fn = partial(self._frame_logits, past=tokens, actions=actions, cache=cache)
+            frame = maskgit.decode(logits_fn, b, h * w, self.mask_id, steps, temperature, tokens.device, generator)
+            new = rearrange(frame, "b (h w) -> b 1 h w", h=h)
+            tokens = torch.cat([tokens, new], dim=1)
+            if use_cache and k + 1 < t + num_frames:  # the finished frame's keys/values, once
+                cache = self._run(self._embed(new, actions[:, k : k + 1], t0=k), cache)[1]
+        return tokens
+
+    def _frame_logits(
+        self, frame: torch.Tensor, *, past: torch.Tensor, actions: torch.Tensor, cache: list[TimeKV] | None
+    ) -> torch.Tensor:
+        """Logits `(b s V)` of the frame `(b s)` that follows `past (b t h w)`.
+
+        With `cache` (the keys/values of `past`), only the new frame runs through the model.
+        """
+        t, h = past.shape[1], past.shape[2]
+        new = rearrange(frame, "b (h w) -> b 1 h w", h=h)
+        if cache is not None:
+            return self._run(self._embed(new, actions[:, t : t + 1], t0=t), cache)[0][:, 0]
+        return self._run(self._embed(torch.cat([past, new], dim=1), actions[:, : t + 1]))[0][:, -1]
+
+    def _check_tokens(self, tokens: torch.Tensor) -> None:
+        if tokens.dim() != 4 or tokens.is_floating_point():
+            raise ValueError(f"expected integer tokens (b, t, h, w), got {tokens.dtype} {tuple(tokens.shape)}")
+
+    # --- checkpoints ---
+    @classmethod
+    def from_checkpoint(cls, path: str, map_location: str | torch.device = "cpu") -> DynamicsModel:
+        """Rebuild a trained dynamics model from a `genie.py fit` checkpoint alone."""
+        from genie.lit.checkpoints import load_network
+
+        return load_network(cls, path, "dynamics", map_location)

@@ -1,0 +1,231 @@
+"""Stage 2 training: the latent action model and the dynamics model, together (used by `genie.py`).
+
+Genie Sec. 2.2: with the video tokenizer trained and frozen, the LAM and the dynamics model
+are trained at the same time (a peer that trained them apart lost controllability). Each
+step tokenizes the clip with the frozen tokenizer (on the training device, no gradient),
+infers a latent action per transition with the LAM from pixels, and trains the dynamics
+model to predict masked tokens from past tokens and those actions (integer ids: no gradient
+flows back into the LAM). Loss = LAM loss + dynamics loss, one AdamW.
+
+Linked, never typed twice: the dynamics vocabulary is the tokenizer checkpoint's codebook
+size and its action count is the LAM's `num_actions` (`dynamics` is built by this module).
+The frozen tokenizer's weights stay out of the Genie checkpoint (it records the tokenizer's
+path and configuration instead); resuming reloads them from `tokenizer_ckpt_path`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from genie.action import LatentAction
+from genie.data import Clip, to_frames
+from genie.dynamics import DynamicsModel
+from genie.lit.checkpoints import CheckpointError, store_network
+from genie.lit.images import save_png
+from genie.lit.schedule import warmup_cosine_scheduler
+from genie.metrics import codebook_usage_from_counts, nmi_from_contingency, psnr
+from genie.tokenizer import VideoTokenizer
+
+MAX_TRUE_ACTIONS = 64  # columns of the latent x true action table (CoinRun has 15)
+
+
+class GenieTraining(L.LightningModule):
+    """Trains a `LatentAction` and a `DynamicsModel` on clips, tokenizer frozen (Genie App. F, Table 17).
+
+    Args:
+        tokenizer_ckpt_path: checkpoint written by `tokenizer.py fit`.
+        lam: the latent action model.
+        dynamics: the dynamics model without its vocabularies (`tok_vocab`, `act_vocab`
+            come from the tokenizer and the LAM).
+        lr: peak learning rate (AdamW).
+        min_lr: learning rate reached at `trainer.max_steps` (cosine).
+        betas: AdamW betas.
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warm-up steps.
+        grad_clip: gradient-norm clipping (None: none).
+        sample_steps: MaskGIT steps when sampling (validation rollouts; play.py's default).
+        sample_temperature: sampling temperature (validation rollouts; play.py's default).
+        image_frames: frames per clip in the logged image grids.
+    """
+
+    def __init__(
+        self,
+        tokenizer_ckpt_path: str,
+        lam: LatentAction,
+        dynamics: Callable[[int, int], DynamicsModel],
+        lr: float = 3e-5,
+        min_lr: float = 3e-6,
+        betas: tuple[float, float] = (0.9, 0.9),
+        weight_decay: float = 1e-4,
+        warmup_steps: int = 5_000,
+        grad_clip: float | None = 1.0,
+        sample_steps: int = 25,
+        sample_temperature: float = 1.0,
+        image_frames: int = 8,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["lam", "dynamics"])
+        self.tokenizer = load_frozen_tokenizer(tokenizer_ckpt_path)
+        self.lam = lam
+        self.dynamics = dynamics(self.tokenizer.codebook_size, lam.num_actions)
+        k = lam.num_actions
+        self.register_buffer("action_counts", torch.zeros(k, dtype=torch.long), persistent=False)
+        self.register_buffer("contingency", torch.zeros(k, MAX_TRUE_ACTIONS, dtype=torch.long), persistent=False)
+
+    def train(self, mode: bool = True) -> GenieTraining:
+        super().train(mode)
+        self.tokenizer.eval()  # frozen, always
+        return self
+
+    # --- optimisation ---
+    def configure_optimizers(self):
+        hp = self.hparams
+        params = [p for n, p in self.named_parameters() if not n.startswith("tokenizer.")]
+        opt = torch.optim.AdamW(params, lr=hp.lr, betas=hp.betas, weight_decay=hp.weight_decay)
+        sched = warmup_cosine_scheduler(opt, self, lr=hp.lr, min_lr=hp.min_lr, warmup_steps=hp.warmup_steps)
+        return [opt], [{"scheduler": sched, "interval": "step"}]
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        if self.hparams.grad_clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.hparams.grad_clip, gradient_clip_algorithm="norm")
+
+    @torch.no_grad()
+    def tokenize(self, video: torch.Tensor) -> torch.Tensor:
+        """Token ids `(b t h w)` of a clip from the frozen tokenizer."""
+        return self.tokenizer.tokenize(video).indices
+
+    def _losses(self, batch: Clip):
+        tokens = self.tokenize(batch.video)
+        lam = self.lam.compute_losses(batch.video)
+        dyn = self.dynamics.compute_losses(tokens, lam.actions)  # integer ids: stop-gradient
+        return tokens, lam, dyn
+
+    def training_step(self, batch: Clip, batch_idx: int) -> torch.Tensor:
+        _, lam, dyn = self._losses(batch)
+        loss = lam.loss + dyn.loss
+        usage = codebook_usage_from_counts(torch.bincount(lam.actions.reshape(-1), minlength=self.lam.num_actions))
+        self.log_dict(
+            {
+                "train/loss": loss.detach(),
+                "train/dyn_loss": dyn.loss.detach(),
+                "train/dyn_acc": dyn.accuracy,
+                **{f"train/lam_{k}": v.detach() for k, v in lam.terms.items()},
+                "train/action_perplexity": usage.perplexity,
+                "train/action_restarts": self.lam.quantizer.restarts.float(),
+            }
+        )
+        return loss
+
+    # --- evaluation ---
+    def validation_step(self, batch: Clip, batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "val")
+
+    def test_step(self, batch: Clip, batch_idx: int) -> None:
+        self._evaluate(batch, batch_idx, "test")
+
+    def predict_step(self, batch: Clip, batch_idx: int) -> torch.Tensor:
+        """Latent actions `(b T-1)` of each clip."""
+        return self.lam.encode(batch.video)[0].actions
+
+    def _evaluate(self, batch: Clip, batch_idx: int, stage: str) -> None:
+        tokens, lam, dyn = self._losses(batch)
+        video = batch.video
+        metrics = {
+            f"{stage}/loss": lam.loss + dyn.loss,
+            f"{stage}/dyn_loss": dyn.loss,
+            f"{stage}/dyn_acc": dyn.accuracy,
+            **{f"{stage}/lam_{k}": v for k, v in lam.terms.items()},
+            f"{stage}/lam_psnr": psnr(lam.recon[:, :, 1:].float().clamp(-1, 1), video[:, :, 1:]).mean(),
+        }
+        self.log_dict(metrics, sync_dist=True, batch_size=video.shape[0])
+        k = self.lam.num_actions
+        self.action_counts += torch.bincount(lam.actions.reshape(-1), minlength=k)
+        true = batch.actions[:, : lam.actions.shape[1]].long().clamp(max=MAX_TRUE_ACTIONS - 1)
+        pairs = lam.actions.reshape(-1) * MAX_TRUE_ACTIONS + true.reshape(-1)
+        self.contingency += torch.bincount(pairs, minlength=k * MAX_TRUE_ACTIONS).view(k, MAX_TRUE_ACTIONS)
+        if batch_idx == 0:
+            self._rollout(video, tokens, lam.actions, stage)
+
+    def _rollout(self, video: torch.Tensor, tokens: torch.Tensor, actions: torch.Tensor, stage: str) -> None:
+        """The last frame of each clip generated from the frames before it and the LAM's actions."""
+        hp = self.hparams
+        gen = self.dynamics.generate(tokens[:, :-1], actions, steps=hp.sample_steps, temperature=hp.sample_temperature)
+        fake = self.tokenizer.decode(gen).float().clamp(-1, 1)
+        self.log(f"{stage}/next_frame_psnr", psnr(fake[:, :, -1:], video[:, :, -1:]).mean(), sync_dist=True)
+        if self.trainer.sanity_checking or not self.trainer.is_global_zero:
+            return
+        n = min(hp.image_frames, video.shape[2])
+        real, rec = to_frames(video[:4, :, -n:]).cpu(), to_frames(fake[:4, :, -n:]).cpu()  # (b t h w c)
+        rows = [torch.cat(list(x[i]), dim=1) for i in range(len(real)) for x in (real, rec)]
+        logger = self.logger
+        if logger is not None and logger.log_dir:
+            name = f"{stage}_next_frame_step{self.global_step:07d}.png"  # last column: generated
+            save_png(Path(logger.log_dir) / "images" / name, torch.cat(rows, dim=0).numpy())
+
+    def on_validation_epoch_start(self) -> None:
+        self.action_counts.zero_()
+        self.contingency.zero_()
+
+    on_test_epoch_start = on_validation_epoch_start
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_actions("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_actions("test")
+
+    def _log_actions(self, stage: str) -> None:
+        counts, table = self.action_counts, self.contingency
+        if self.trainer.world_size > 1:
+            counts, table = self.all_gather(counts).sum(0), self.all_gather(table).sum(0)
+        usage = codebook_usage_from_counts(counts)
+        share = counts.float() / counts.sum().clamp(min=1)
+        self.log_dict(
+            {
+                f"{stage}/action_perplexity": usage.perplexity,
+                f"{stage}/actions_used": usage.fraction_used,
+                f"{stage}/nmi_true_actions": nmi_from_contingency(table),
+                **{f"{stage}/action_share_{i}": share[i] for i in range(len(share))},
+            },
+            rank_zero_only=True,
+        )
+
+    # --- checkpoints ---
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        store_network(checkpoint, "lam", self.lam.config)
+        store_network(checkpoint, "dynamics", self.dynamics.config)
+        checkpoint["tokenizer"] = {
+            "path": str(self.hparams.tokenizer_ckpt_path),
+            "config": self.tokenizer.config,
+            "codebook_size": self.tokenizer.codebook_size,
+        }
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.startswith("tokenizer.")]:
+            del state[key]  # frozen and stored in its own checkpoint
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        stored = checkpoint.get("tokenizer", {})
+        if stored.get("codebook_size", self.tokenizer.codebook_size) != self.tokenizer.codebook_size:
+            raise CheckpointError(
+                f"this Genie checkpoint was trained with a tokenizer of {stored['codebook_size']} codes, but "
+                f"{self.hparams.tokenizer_ckpt_path} has {self.tokenizer.codebook_size}"
+            )
+        state = checkpoint["state_dict"]
+        state.update({f"tokenizer.{k}": v for k, v in self.tokenizer.state_dict().items()})
+
+
+def load_frozen_tokenizer(path: str | Path) -> VideoTokenizer:
+    """The stage-1 tokenizer, frozen, with a clear error if the checkpoint cannot serve Genie."""
+    tokenizer = VideoTokenizer.from_checkpoint(str(path))
+    time_down, _ = tokenizer.downsampling
+    if time_down != 1:
+        raise CheckpointError(
+            f"{path}: this tokenizer down-samples time by {time_down}; Genie needs one token grid per frame "
+            "(train it with no time down-sampling, as config/tokenize.yaml)"
+        )
+    tokenizer.eval().requires_grad_(False)
+    return tokenizer
