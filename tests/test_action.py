@@ -1,0 +1,158 @@
+"""LatentAction, its codebook and the conditioned ST block: the seed example, causality, the
+action bottleneck, exactly num_actions codes, and dead-code restarts."""
+
+import pytest
+import torch
+
+from genie.action import LATENT_ACT_DEC, LatentAction
+from genie.attention import SpaceTimeBlock
+from genie.blueprint import Stack
+from genie.vq import VectorQuantizer
+
+
+def small_lam(**kw):
+    st = {"n_embd": 32, "n_head": 2, "d_head": 16}
+    args = dict(
+        enc_desc=(("space-time_attn", {"n_rep": 2, **st}),),
+        dec_desc=(("space-time_attn", {"n_rep": 2, **st, "has_ext": True, "time_attn_kw": {"key_dim": 4}}),),
+        d_codebook=4, num_actions=3, inp_shape=(16, 16), n_embd=32, patch_size=4, max_frames=8,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    return LatentAction(**{**args, **kw})
+
+
+def test_seed_readme_example_runs_as_written():
+    from genie import LATENT_ACT_ENC, LatentAction
+
+    model = LatentAction(
+        enc_desc=LATENT_ACT_ENC,
+        dec_desc=(
+            (
+                "space-time_attn",
+                {"n_rep": 2, "n_embd": 256, "n_head": 4, "d_head": 16, "has_ext": True, "time_attn_kw": {"key_dim": 8}},
+            ),
+            ("spacetime_upsample", {"in_channels": 256, "kernel_size": 3, "time_factor": 1, "space_factor": 2}),
+            (
+                "space-time_attn",
+                {"n_rep": 2, "n_embd": 256, "n_head": 4, "d_head": 16, "has_ext": True, "time_attn_kw": {"key_dim": 8}},
+            ),
+        ),  # fmt: skip
+        d_codebook=8,
+        inp_channels=3,
+        inp_shape=(64, 64),
+        n_embd=256,
+    )
+    batch_size, video_len, frame_dim = 2, 16, (64, 64)
+    video = torch.randn(batch_size, 3, video_len, *frame_dim)
+    (actions, encoded), quant_loss = model.encode(video)
+    assert actions.shape == (batch_size, video_len - 1) and encoded.shape == (batch_size, video_len - 1, 8)
+    assert actions.max() < 6 and model.quantizer.codebook.shape == (6, 8)  # 6 actions, not 2**8
+    recon, loss, aux_losses = model(video)
+    assert recon.shape == (batch_size, 3, video_len, *frame_dim)
+    loss.backward()
+    assert {"rec", "quant", "codebook", "commit"} <= set(aux_losses)
+    assert model.encoder.layers[0].time.qkv.weight.grad is not None  # the encoder learns through the actions
+
+
+def test_conditioned_st_block_is_causal_in_frames_and_actions():
+    torch.manual_seed(0)
+    stack = Stack((("space-time_attn", {"n_rep": 2, "n_embd": 16, "n_head": 2, "d_head": 8, "has_ext": True,
+                                        "time_attn_kw": {"key_dim": 3}}),))  # fmt: skip
+    x, ext = torch.randn(2, 16, 6, 3, 3), torch.randn(2, 6, 3)
+    x2, ext2 = x.clone(), ext.clone()
+    x2[:, :, 4:] += 1.0
+    ext2[:, 4:] += 1.0
+    y, y2 = stack(x, ext), stack(x2, ext2)
+    torch.testing.assert_close(y[:, :, :4], y2[:, :, :4])
+    assert not torch.allclose(y[:, :, 4:], y2[:, :, 4:])
+    with pytest.raises(ValueError, match="has_ext"):
+        stack(x)
+    with pytest.raises(TypeError, match="key_dim"):
+        SpaceTimeBlock(16, 2, 8, has_ext=True, time_attn_kw={"kee_dim": 3})
+
+
+def test_action_t_sees_frames_up_to_t_plus_1_only():
+    lam = small_lam().eval()
+    video = torch.rand(2, 3, 6, 16, 16) * 2 - 1
+    changed = video.clone()
+    changed[:, :, 4:] = -changed[:, :, 4:]
+    with torch.no_grad():
+        feats, feats2 = lam._encode(video)[0], lam._encode(changed)[0]  # (b e T h w); a_t is read at t+1
+    torch.testing.assert_close(feats[:, :, :4], feats2[:, :, :4])  # a_0..a_2 see frames <= 3
+    assert not torch.allclose(feats[:, :, 4:], feats2[:, :, 4:])
+
+
+def test_decoder_predicts_frame_t_plus_1_from_frames_up_to_t_and_a_t():
+    """The bottleneck (PITFALLS): with actions fixed, frame t+1 of the video cannot reach the
+    prediction of frame t+1; only the action carries it."""
+    lam = small_lam(predict_delta=False).eval()
+    video = torch.rand(2, 3, 6, 16, 16) * 2 - 1
+    actions = torch.randint(0, 3, (2, 5))
+    changed = video.clone()
+    changed[:, :, 3:] = -changed[:, :, 3:]
+    with torch.no_grad():
+        rec, rec2 = lam.decode(video, actions), lam.decode(changed, actions)
+        other = actions.clone()
+        other[:, 2] = (actions[:, 2] + 1) % 3
+        rec3 = lam.decode(video, other)
+    torch.testing.assert_close(rec[:, :, :4], rec2[:, :, :4])  # frames 0..3 predicted from frames <= 2
+    torch.testing.assert_close(rec[:, :, :3], rec3[:, :, :3])  # a_2 only changes frame 3 on
+    assert not torch.allclose(rec[:, :, 3], rec3[:, :, 3])
+
+
+def test_lam_losses_fall_on_a_tiny_video():
+    lam = small_lam()
+    video = torch.rand(4, 3, 4, 16, 16) * 2 - 1
+    opt = torch.optim.AdamW(lam.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        out = lam.compute_losses(video)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        losses.append(out.terms["rec"].item())
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_bad_blueprints_and_inputs_are_clear_errors():
+    st = {"n_embd": 32, "n_head": 2, "d_head": 16}
+    with pytest.raises(ValueError, match="has_ext"):
+        small_lam(dec_desc=(("space-time_attn", st),))
+    with pytest.raises(ValueError, match="d_codebook"):
+        small_lam(d_codebook=5)
+    with pytest.raises(ValueError, match="does not undo"):  # the seed decoder up-samples; this encoder does not
+        small_lam(enc_desc=LATENT_ACT_DEC[:1], dec_desc=LATENT_ACT_DEC, d_codebook=8, n_embd=256)
+    with pytest.raises(ValueError, match="patch_size"):
+        small_lam(patch_size=5)
+    lam = small_lam()
+    with pytest.raises(ValueError, match="expected a video"):
+        lam(torch.zeros(1, 3, 4, 32, 32))
+    with pytest.raises(ValueError, match="max_frames"):
+        lam(torch.zeros(1, 3, 9, 16, 16))
+
+
+def test_codebook_has_exactly_num_actions_codes_and_restarts_dead_ones():
+    torch.manual_seed(0)
+    centers = torch.randn(6, 4) * 5
+    data = centers.repeat_interleave(20, 0) + 0.1 * torch.randn(120, 4)  # six clusters
+    for dead_fraction, expected in ((0.1, 6), (0.0, 1)):
+        vq = VectorQuantizer(6, 4, dead_fraction=dead_fraction)
+        vq.train()
+        vq(data)  # the first training batch initialises the codebook from the data...
+        with torch.no_grad():  # ...then collapse it by hand: one code near the data, five far away
+            vq.codebook.copy_(torch.cat([data.mean(0, keepdim=True), torch.full((5, 4), 100.0)]))
+        for _ in range(600):
+            out = vq(data)
+        used = out.indices.unique().numel()
+        assert out.indices.max() < 6 and vq.codebook.shape == (6, 4)
+        assert (used >= 5) if expected == 6 else (used == 1), (dead_fraction, used)
+    assert int(VectorQuantizer(6, 4).restarts) == 0
+
+
+def test_lam_checkpoint_config_rebuilds_the_same_network():
+    lam = small_lam().eval()
+    twin = LatentAction(**lam.config).eval()
+    twin.load_state_dict(lam.state_dict())
+    video = torch.rand(1, 3, 4, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(lam.encode(video)[0].actions, twin.encode(video)[0].actions)

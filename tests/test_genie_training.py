@@ -1,0 +1,129 @@
+"""genie.py: the LightningCLI entry point of stage 2, both presets, checkpoints, resuming, bad input."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import genie as genie_pkg  # noqa: F401  (the package, not the script)
+from genie.action import LatentAction
+from genie.dynamics import DynamicsModel
+from genie.lit.checkpoints import CheckpointError, MissingCheckpointError, store_network
+from genie.tokenizer import VideoTokenizer
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = ["--data.num_frames", "4", "--data.batch_size", "2", "--data.num_workers", "0", "--data.eval_clips", "2",
+         "--trainer.enable_progress_bar", "false", "--model.sample_steps", "3"]  # fmt: skip
+
+
+def _load_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("genie_script", REPO / "genie.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+genie_cli = _load_script()
+
+
+def _tokenizer_checkpoint(path: Path, preset: str, **overrides) -> Path:
+    """A tokenizer checkpoint in the format `tokenizer.py fit` writes (random weights)."""
+    args = yaml.safe_load((REPO / "config" / preset).read_text())["model"]["tokenizer"]["init_args"]
+    torch.manual_seed(0)
+    tokenizer = VideoTokenizer(**{**args, **overrides})
+    ckpt = {"state_dict": {f"tokenizer.{k}": v for k, v in tokenizer.state_dict().items()}}
+    store_network(ckpt, "tokenizer", tokenizer.config)
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tokenizers(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("tokenizers")
+    return {
+        "genie.tiny.yaml": _tokenizer_checkpoint(root / "tiny.ckpt", "tokenize.tiny.yaml"),
+        "genie.yaml": _tokenizer_checkpoint(root / "appf.ckpt", "tokenize.yaml"),
+    }
+
+
+def _args(sub: str, config: str, tiny_root: Path, tokenizer: Path, tmp_path: Path, *extra: str) -> list[str]:
+    paths = ["--model.tokenizer_ckpt_path", str(tokenizer), "--trainer.default_root_dir", str(tmp_path)]
+    return [sub, "-c", str(REPO / "config" / config), "--data.root", str(tiny_root), *SMALL, *paths, *extra]
+
+
+@pytest.mark.parametrize("config", ["genie.tiny.yaml", "genie.yaml"])
+def test_fast_dev_run_of_each_preset(tmp_path, tiny_root, tokenizers, monkeypatch, config):
+    monkeypatch.chdir(tmp_path)
+    extra = ["--trainer.fast_dev_run", "1", "--trainer.accelerator", "cpu", "--trainer.precision", "32-true"]
+    cli = genie_cli.main(_args("fit", config, tiny_root, tokenizers[config], tmp_path, *extra))
+    assert cli.trainer.state.finished and cli.trainer.global_step == 1
+    model = cli.model
+    assert model.dynamics.tok_vocab == model.tokenizer.codebook_size == 1024  # linked from the tokenizer
+    assert model.dynamics.act_vocab == model.lam.num_actions == 6  # linked from the LAM (App. F)
+    assert not any(p.requires_grad for p in model.tokenizer.parameters())
+    logged = cli.trainer.logged_metrics
+    assert {"train/dyn_loss", "train/dyn_acc", "train/lam_rec", "train/action_perplexity"} <= set(logged)
+    assert {"val/nmi_true_actions", "val/action_share_0", "val/next_frame_psnr"} <= set(logged)
+
+
+def test_checkpoint_round_trip_resume_and_evaluation(tmp_path, tiny_root, tokenizers, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    tok = tokenizers["genie.tiny.yaml"]
+    first = genie_cli.main(_args("fit", "genie.tiny.yaml", tiny_root, tok, tmp_path,
+                                 "--trainer.max_steps", "3", "--trainer.val_check_interval", "3"))  # fmt: skip
+    last = tmp_path / "checkpoints" / "genie.tiny" / "last.ckpt"
+    assert last.is_file() and first.trainer.global_step == 3
+    ckpt = torch.load(last, weights_only=False)
+    assert not any(k.startswith("tokenizer.") for k in ckpt["state_dict"])  # frozen: stored on its own
+    assert ckpt["tokenizer"]["codebook_size"] == 1024
+    lam, dyn = LatentAction.from_checkpoint(str(last)).eval(), DynamicsModel.from_checkpoint(str(last)).eval()
+    model = first.model.eval()
+    video = torch.rand(2, 3, 4, 64, 64) * 2 - 1
+    tokens = torch.randint(0, 1024, (2, 4, 16, 16))
+    with torch.no_grad():
+        assert torch.equal(lam.encode(video)[0].actions, model.lam.encode(video)[0].actions)
+        acts = torch.randint(0, 6, (2, 4))
+        torch.testing.assert_close(dyn.logits(tokens, acts), model.dynamics.logits(tokens, acts))
+    resumed = genie_cli.main(_args("fit", "genie.tiny.yaml", tiny_root, tok, tmp_path,
+                                   "--trainer.max_steps", "5", "--ckpt_path", "last"))  # fmt: skip
+    assert resumed.trainer.global_step == 5  # continued from step 3
+    for sub, stage in (("validate", "val"), ("test", "test")):
+        metrics = genie_cli.main(_args(sub, "genie.tiny.yaml", tiny_root, tok, tmp_path, "--ckpt_path", str(last)))
+        logged = metrics.trainer.callback_metrics
+        assert {f"{stage}/dyn_loss", f"{stage}/lam_psnr", f"{stage}/nmi_true_actions"} <= set(logged)
+        assert 0.0 <= float(logged[f"{stage}/nmi_true_actions"]) <= 1.0
+    with pytest.raises(CheckpointError, match="no 'lam' network"):
+        LatentAction.from_checkpoint(str(tok))
+
+
+def test_a_tokenizer_that_cannot_serve_genie_is_refused_before_training(tmp_path, tiny_root, tokenizers):
+    timed = _tokenizer_checkpoint(
+        tmp_path / "timed.ckpt",
+        "tokenize.tiny.yaml",
+        dec_desc=[
+            ["causal", {"in_channels": 10, "out_channels": 32}],
+            ["spacetime_upsample", {"in_channels": 32, "time_factor": 2, "space_factor": 4}],
+            ["proj_out", {"in_channels": 32, "out_channels": 3, "num_groups": 8}],
+        ],
+        enc_desc=[
+            ["causal", {"in_channels": 3, "out_channels": 32}],
+            ["residual", {"in_channels": 32, "downsample": [2, 4]}],
+            ["proj_out", {"in_channels": 32, "out_channels": 10, "num_groups": 8}],
+        ],
+    )
+    with pytest.raises(CheckpointError, match="one token grid per frame"):
+        genie_cli.main(_args("fit", "genie.tiny.yaml", tiny_root, timed, tmp_path, "--trainer.fast_dev_run", "1"))
+    with pytest.raises(MissingCheckpointError):
+        genie_cli.main(_args("fit", "genie.tiny.yaml", tiny_root, tmp_path / "nope.ckpt", tmp_path))
+    run = subprocess.run(
+        [sys.executable, str(REPO / "genie.py"), *_args("fit", "genie.tiny.yaml", tiny_root, tmp_path / "nope.ckpt",
+                                                         tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert run.returncode != 0
+    assert run.stderr.strip().splitlines()[-1].startswith("genie.py: error: no checkpoint at")
