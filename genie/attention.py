@@ -68,7 +68,14 @@ class Attention(nn.Module):
             else:  # SDPA's is_causal aligns top-left; with a cache the diagonal is offset
                 offset = n_all - n_new
                 mask = torch.arange(n_all, device=x.device) <= torch.arange(n_new, device=x.device)[:, None] + offset
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+        # SDPA's fused (flash / memory-efficient) kernels take 4-D inputs only; 5-D falls back to
+        # the unfused math path, so the leading dims are folded into one batch dim.
+        lead = q.shape[:-3]
+        y = F.scaled_dot_product_attention(
+            q.reshape(-1, *q.shape[-3:]), k.reshape(-1, *k.shape[-3:]), v.reshape(-1, *v.shape[-3:]),
+            attn_mask=mask, is_causal=is_causal,
+        )  # fmt: skip
+        y = y.view(*lead, *y.shape[-3:])
         return self.out(rearrange(y, "... n k d -> ... k (n d)")), TimeKV(k, v)
 
 
