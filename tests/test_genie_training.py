@@ -8,7 +8,6 @@ import pytest
 import torch
 import yaml
 
-import genie as genie_pkg  # noqa: F401  (the package, not the script)
 from genie.action import LatentAction
 from genie.dynamics import DynamicsModel
 from genie.lit.checkpoints import CheckpointError, MissingCheckpointError, store_network
