@@ -87,6 +87,7 @@ class LatentAction(nn.Module):
         predict_delta: predict x_{t+1} - x_t rather than x_{t+1} (see the module docstring).
         commit_weight: VQ commitment weight.
         dead_fraction: restart a code used below this fraction of 1/K (0: never).
+        normalize_codes: l2-normalised (cosine) action codebook (`genie.vq`).
         quant_loss_weight: weight of the VQ loss in the total.
     """
 
@@ -105,6 +106,7 @@ class LatentAction(nn.Module):
         commit_weight: float = 0.25,
         dead_fraction: float = 0.1,
         quant_loss_weight: float = 1.0,
+        normalize_codes: bool = False,
     ):
         super().__init__()
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -123,7 +125,9 @@ class LatentAction(nn.Module):
         self._check_stacks(n_embd, d_codebook)
         # --- action bottleneck ---
         self.to_action = nn.Sequential(nn.LayerNorm(n_embd), nn.Linear(n_embd, d_codebook))
-        self.quantizer = VectorQuantizer(num_actions, d_codebook, commit_weight, dead_fraction=dead_fraction)
+        self.quantizer = VectorQuantizer(
+            num_actions, d_codebook, commit_weight, dead_fraction=dead_fraction, normalize=normalize_codes
+        )
         self.to_pixels = nn.Sequential(nn.LayerNorm(n_embd), nn.Linear(n_embd, patch_size**2 * inp_channels))
 
     def _check_stacks(self, n_embd: int, d_codebook: int) -> None:

@@ -33,10 +33,24 @@ from torch import nn
 
 
 class TimeKV(NamedTuple):
-    """Temporal keys and values of the frames seen so far, one pair per block."""
+    """Temporal keys and values of the frames seen so far, one pair per block.
 
-    k: torch.Tensor  # (b s n t d)
-    v: torch.Tensor  # (b s n t d)
+    `k`/`v` may be longer than `length` (`with_room`): the entries past `length` are free room
+    that the next frames are written into in place, so extending the cache copies nothing. A
+    cache is therefore continued one way only (continuing it twice overwrites the first).
+    """
+
+    k: torch.Tensor  # (b s n T d), entries [:length] along T are valid
+    v: torch.Tensor  # (b s n T d)
+    length: int
+
+    def with_room(self, frames: int) -> TimeKV:
+        """The same cache with room for `frames` more frames (one copy, now instead of per step)."""
+        room = self.length + frames - self.k.shape[-2]
+        if room <= 0:
+            return self
+        pad = (0, 0, 0, room)
+        return TimeKV(F.pad(self.k, pad), F.pad(self.v, pad), self.length)
 
 
 class Attention(nn.Module):
@@ -58,9 +72,19 @@ class Attention(nn.Module):
         for the next call). With `causal`, new token i sees every past token and new tokens <= i.
         """
         q, k, v = rearrange(self.qkv(x), "... k (three n d) -> three ... n k d", three=3, n=self.n_head)
-        if past is not None:
-            k, v = torch.cat([past.k, k], dim=-2), torch.cat([past.v, v], dim=-2)
-        n_new, n_all = q.shape[-2], k.shape[-2]
+        n_new = q.shape[-2]
+        if past is None:
+            cache = TimeKV(k, v, n_new)
+        else:
+            start, end = past.length, past.length + n_new
+            if end <= past.k.shape[-2]:  # room left: write in place, the past is not copied
+                past.k[..., start:end, :], past.v[..., start:end, :] = k, v
+                cache = TimeKV(past.k, past.v, end)
+            else:
+                pk, pv = past.k[..., :start, :], past.v[..., :start, :]
+                cache = TimeKV(torch.cat([pk, k], dim=-2), torch.cat([pv, v], dim=-2), end)
+            k, v = cache.k[..., :end, :], cache.v[..., :end, :]
+        n_all = k.shape[-2]
         mask, is_causal = None, False
         if self.causal and n_new > 1:
             if n_all == n_new:
@@ -76,7 +100,7 @@ class Attention(nn.Module):
             attn_mask=mask, is_causal=is_causal,
         )  # fmt: skip
         y = y.view(*lead, *y.shape[-3:])
-        return self.out(rearrange(y, "... n k d -> ... k (n d)")), TimeKV(k, v)
+        return self.out(rearrange(y, "... n k d -> ... k (n d)")), cache
 
 
 class SpaceTimeBlock(nn.Module):

@@ -63,10 +63,46 @@ class CausalConv3d(nn.Module):
             in_channels, out_channels, (kt, kh, kw), _triple(stride), (0, kh // 2, kw // 2), bias=bias
         )
 
+    _stream: dict | None = None  # set by `FrameStream` while it runs this conv
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if any(self.time_pad):
+        stream = self._stream
+        if stream is not None and self in stream:  # later chunk of a stream: its real past frames
+            x = torch.cat([stream[self], x], dim=2)
+        elif any(self.time_pad):
             x = F.pad(x, (0, 0, 0, 0, *self.time_pad), mode="replicate")
+        if stream is not None and self.time_pad[0]:
+            stream[self] = x[:, :, -self.time_pad[0] :]
         return self.conv(x)
+
+
+class FrameStream:
+    """Run a causal stack on a video a few frames at a time, with the same output as one call
+    on the whole video (play decodes each generated frame once instead of a growing window).
+
+    Each `CausalConv3d` keeps the last `kt - 1` frames of its input between calls in place of
+    the replicate padding; every other block of the tokenizer is per frame (per-frame norms,
+    spatial re-sampling), so nothing else needs a past. Streams of different batches or
+    videos need different `FrameStream`s.
+    """
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+        self.convs = [m for m in module.modules() if isinstance(m, CausalConv3d)]
+        for conv in self.convs:
+            if conv.time_pad[1] or conv.conv.stride[0] != 1:
+                raise ValueError("streaming needs causal convolutions with time stride 1 (no time re-sampling)")
+        self.past: dict[CausalConv3d, torch.Tensor] = {}
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The next frames `(b c t h w)` -> the module's output for them."""
+        for conv in self.convs:
+            conv._stream = self.past
+        try:
+            return self.module(x)
+        finally:
+            for conv in self.convs:
+                conv._stream = None
 
 
 class BlurPool(nn.Module):

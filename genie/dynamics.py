@@ -45,6 +45,11 @@ class DynamicsLosses(NamedTuple):
     mask: torch.Tensor  # (b T s) which tokens were masked
 
 
+class Step(NamedTuple):
+    tokens: torch.Tensor  # (b T+1 h w): the context and the new frame
+    cache: list[TimeKV] | None  # temporal keys/values of those T+1 frames, for the next step
+
+
 class DynamicsModel(nn.Module):
     """MaskGIT dynamics model; keyword arguments follow the seed README.
 
@@ -112,18 +117,20 @@ class DynamicsModel(nn.Module):
         x = rearrange(self.tok_embed(tokens), "b t h w e -> b t (h w) e")
         return x + pos_space + self.pos_time[t0 : t0 + t, None] + self.act_embed(actions)[:, :, None]
 
-    def _run(self, x: torch.Tensor, past: list[TimeKV] | None = None) -> tuple[torch.Tensor, list[TimeKV]]:
-        """ST blocks over `(b t s e)`; with `past`, `x` holds the frames after the cached ones."""
+    def _trunk(self, x: torch.Tensor, past: list[TimeKV] | None = None) -> tuple[torch.Tensor, list[TimeKV]]:
+        """ST blocks over `(b t s e)`, before the head; with `past`, `x` holds the frames after
+        the cached ones. Returns the features and the updated cache."""
         cache = []
         for i, block in enumerate(self.blocks):
             x, kv = block.forward_tokens(x, past=None if past is None else past[i])
             cache.append(kv)
-        return self.head(self.norm(x)), cache
+        return x, cache
 
     def logits(self, tokens: torch.Tensor, act_id: torch.Tensor) -> torch.Tensor:
         """Logits `(b T s V)` for every token of `tokens (b T h w)` (mask id allowed)."""
         self._check_tokens(tokens)
-        return self._run(self._embed(tokens, self.frame_actions(act_id, tokens.shape[1])))[0]
+        x = self._trunk(self._embed(tokens, self.frame_actions(act_id, tokens.shape[1])))[0]
+        return self.head(self.norm(x))
 
     # --- training ---
     def compute_loss(self, tokens: torch.Tensor, act_id: torch.Tensor) -> torch.Tensor:
@@ -163,30 +170,67 @@ class DynamicsModel(nn.Module):
         `use_cache=False` recomputes every past frame at every MaskGIT round (for comparison).
         """
         self._check_tokens(tokens)
-        b, t, h, w = tokens.shape
-        actions = self.frame_actions(act_id, t + num_frames)  # (b T+n)
-        cache = self._run(self._embed(tokens, actions[:, :t]))[1] if use_cache else None
-        for k in range(t, t + num_frames):
-            logits_fn = partial(self._frame_logits, past=tokens, actions=actions, cache=cache)
-            frame = maskgit.decode(logits_fn, b, h * w, self.mask_id, steps, temperature, tokens.device, generator)
-            new = rearrange(frame, "b (h w) -> b 1 h w", h=h)
-            tokens = torch.cat([tokens, new], dim=1)
-            if use_cache and k + 1 < t + num_frames:  # the finished frame's keys/values, once
-                cache = self._run(self._embed(new, actions[:, k : k + 1], t0=k), cache)[1]
+        t = tokens.shape[1]
+        self.frame_actions(act_id, t + num_frames)  # checks act_id covers every new frame
+        cache = None
+        for k in range(num_frames):
+            more = use_cache and k + 1 < num_frames  # the last frame's keys/values are not needed
+            step = self.step(tokens, act_id, cache, steps, temperature, generator, use_cache, more, room=num_frames)
+            tokens, cache = step.tokens, step.cache
         return tokens
 
-    def _frame_logits(
-        self, frame: torch.Tensor, *, past: torch.Tensor, actions: torch.Tensor, cache: list[TimeKV] | None
-    ) -> torch.Tensor:
-        """Logits `(b s V)` of the frame `(b s)` that follows `past (b t h w)`.
+    @torch.no_grad()
+    def step(
+        self,
+        tokens: torch.Tensor,
+        act_id: torch.Tensor,
+        cache: list[TimeKV] | None = None,
+        steps: int = 25,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+        extend_cache: bool = True,
+        room: int = 1,
+    ) -> Step:
+        """One new frame after `tokens (b T h w)`, driven by `act_id[:, T-1]`.
 
-        With `cache` (the keys/values of `past`), only the new frame runs through the model.
+        Returns the `T+1` frames and, for the next call, the keys/values of all of them. Pass
+        `cache=None` the first time (or after changing `tokens` other than by this method):
+        the context is then run once with `room` frames of space reserved for what follows.
+        """
+        b, t, h, w = tokens.shape
+        actions = self.frame_actions(act_id, t + 1)  # (b T+1)
+        if use_cache and cache is None:
+            cache = [kv.with_room(room) for kv in self._trunk(self._embed(tokens, actions[:, :t]))[1]]
+        logits_fn = partial(self._frame_logits, past=tokens, actions=actions, cache=cache if use_cache else None)
+        frame = maskgit.decode(logits_fn, b, h * w, self.mask_id, steps, temperature, tokens.device, generator)
+        new = rearrange(frame, "b (h w) -> b 1 h w", h=h)
+        if use_cache and extend_cache:  # the finished frame's keys/values, once
+            cache = self._trunk(self._embed(new, actions[:, t : t + 1], t0=t), cache)[1]
+        return Step(torch.cat([tokens, new], dim=1), cache if use_cache and extend_cache else None)
+
+    def _frame_logits(
+        self,
+        frame: torch.Tensor,
+        positions: torch.Tensor,
+        *,
+        past: torch.Tensor,
+        actions: torch.Tensor,
+        cache: list[TimeKV] | None,
+    ) -> torch.Tensor:
+        """Logits `(b m V)` at `positions (b m)` of the frame `(b s)` that follows `past (b t h w)`.
+
+        With `cache` (the keys/values of `past`), only the new frame runs through the model;
+        only the m requested positions go through the output head.
         """
         t, h = past.shape[1], past.shape[2]
         new = rearrange(frame, "b (h w) -> b 1 h w", h=h)
         if cache is not None:
-            return self._run(self._embed(new, actions[:, t : t + 1], t0=t), cache)[0][:, 0]
-        return self._run(self._embed(torch.cat([past, new], dim=1), actions[:, : t + 1]))[0][:, -1]
+            x = self._trunk(self._embed(new, actions[:, t : t + 1], t0=t), cache)[0][:, 0]  # (b s e)
+        else:
+            x = self._trunk(self._embed(torch.cat([past, new], dim=1), actions[:, : t + 1]))[0][:, -1]
+        x = torch.gather(x, 1, positions[..., None].expand(-1, -1, x.shape[-1]))  # (b m e)
+        return self.head(self.norm(x))
 
     def _check_tokens(self, tokens: torch.Tensor) -> None:
         if tokens.dim() != 4 or tokens.is_floating_point():

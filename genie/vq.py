@@ -10,6 +10,9 @@ Loss (VQ-VAE eq. 3): ||sg(z) - q||^2 (moves the codes) + commit * ||z - sg(q)||^
 encoder near its code); gradients reach the encoder straight through q.
 
 Anti-collapse (peers report every transition mapped to one action):
+- optionally (`normalize`), encoder outputs and codes are l2-normalised before the nearest-
+  neighbour search (ViT-VQGAN, Yu et al. 2022, Sec. 3.2): codes then compete on direction
+  only, so one code near the origin cannot absorb every small-motion transition;
 - the codebook is initialised from the first training batch's encoder outputs, so every
   code starts where the data is;
 - each code's share of assignments is tracked as an exponential moving average, and a
@@ -46,6 +49,7 @@ class VectorQuantizer(nn.Module):
         usage_decay: decay of the moving average of code usage.
         dead_fraction: a code used less than this fraction of its fair share 1/K is restarted;
             0 disables restarts.
+        normalize: l2-normalise vectors and codes (cosine-similarity codebook).
     """
 
     def __init__(
@@ -55,12 +59,14 @@ class VectorQuantizer(nn.Module):
         commit_weight: float = 0.25,
         usage_decay: float = 0.99,
         dead_fraction: float = 0.1,
+        normalize: bool = False,
     ):
         super().__init__()
         if num_codes < 1 or dim < 1:
             raise ValueError(f"need num_codes >= 1 and dim >= 1, got {num_codes}, {dim}")
         self.num_codes, self.dim = num_codes, dim
         self.commit_weight, self.usage_decay, self.dead_fraction = commit_weight, usage_decay, dead_fraction
+        self.normalize = normalize
         self.codebook = nn.Parameter(torch.randn(num_codes, dim) / dim**0.5)
         self.register_buffer("usage", torch.full((num_codes,), 1.0 / num_codes))
         self.register_buffer("initialized", torch.tensor(False))
@@ -71,9 +77,11 @@ class VectorQuantizer(nn.Module):
         if z.shape[-1] != self.dim:
             raise ValueError(f"expected vectors of width {self.dim}, got shape {tuple(z.shape)}")
         flat = z.reshape(-1, self.dim)
+        if self.normalize:
+            flat = F.normalize(flat, dim=-1)
         if self.training and not self._initialized():
             self._init_from(flat.detach())
-        codebook = self.codebook.to(flat.dtype)
+        codebook = self._codes().to(flat.dtype)
         indices = torch.cdist(flat.float(), codebook.float()).argmin(dim=-1)  # (N)
         q = codebook[indices]
         terms = {"codebook": F.mse_loss(q, flat.detach()), "commit": F.mse_loss(flat, q.detach())}
@@ -87,7 +95,10 @@ class VectorQuantizer(nn.Module):
         """Indices `(...)` -> code vectors `(..., d)`."""
         if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.num_codes):
             raise ValueError(f"indices must lie in [0, {self.num_codes}), got {indices.min()}..{indices.max()}")
-        return self.codebook[indices]
+        return self._codes()[indices]
+
+    def _codes(self) -> torch.Tensor:
+        return F.normalize(self.codebook, dim=-1) if self.normalize else self.codebook
 
     # --- anti-collapse ---
     def _initialized(self) -> bool:

@@ -161,9 +161,10 @@ def test_decode_feeds_back_commits_and_fills_every_token():
     s, vocab, steps, seen = 16, 5, 8, []
     g = torch.Generator().manual_seed(0)
 
-    def logits_fn(frame):
+    def logits_fn(frame, positions):
+        assert (frame.gather(1, positions) == vocab).all() and positions.shape[1] == (frame == vocab).sum(1)[0]
         seen.append(frame.clone())
-        return torch.randn(frame.shape[0], s, vocab, generator=g)
+        return torch.randn(*positions.shape, vocab, generator=g)
 
     out = maskgit.decode(logits_fn, 3, s, mask_id=vocab, steps=steps, temperature=1.0)
     assert len(seen) == steps and (out < vocab).all()

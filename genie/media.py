@@ -1,0 +1,128 @@
+"""Images in, videos out: prompt images for play, GIF/MP4 rollouts and PNG frames.
+
+Shape legend: t frames, H W pixels, c = 3 channels; n videos tiled side by side.
+Frames travel as uint8 `(t H W c)` arrays between the models and the files.
+
+GIF needs nothing beyond Pillow (already a requirement); MP4 uses `imageio` with its ffmpeg
+plugin when installed (`pip install imageio[ffmpeg]`) and says so when not.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from einops import rearrange
+
+log = logging.getLogger(__name__)
+VIDEO_SUFFIXES = (".gif", ".mp4")
+
+
+class MediaError(ValueError):
+    """An image that cannot be read or a video that cannot be written as asked."""
+
+
+def load_image(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
+    """Read any image Pillow reads as RGB `(1 c H W)` in [-1, 1], resized to `size = (H, W)`.
+
+    A different size is resized (bilinear) with one warning line; a missing or non-image file
+    raises `MediaError` with the reason.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"no image at {path}")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            rgb = img.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise MediaError(f"{path} is not a readable image ({type(e).__name__}: {e})") from e
+    h, w = size
+    if rgb.size != (w, h):
+        log.warning("%s is %dx%d (%s); resizing to %dx%d", path, rgb.size[0], rgb.size[1], img.mode, w, h)
+        rgb = rgb.resize((w, h), Image.BILINEAR)
+    array = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy())
+    return rearrange(array, "h w c -> 1 c h w").float() / 127.5 - 1
+
+
+def to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """Frames `(... c H W)` in [-1, 1] -> uint8 `(... H W c)`."""
+    x = ((frames.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.movedim(-3, -1).cpu().numpy()
+
+
+def tile(videos: np.ndarray, gap: int = 2) -> np.ndarray:
+    """`(n t H W c)` videos -> one `(t H n*W+(n-1)*gap c)` video, side by side on white gaps."""
+    n, t, h, w, c = videos.shape
+    out = np.full((t, h, n * w + (n - 1) * gap, c), 255, dtype=np.uint8)
+    for i in range(n):
+        out[:, :, i * (w + gap) : i * (w + gap) + w] = videos[i]
+    return out
+
+
+def upscale(frames: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour integer upscale of `(... H W c)` so 64x64 frames are visible."""
+    if factor < 1:
+        raise MediaError(f"upscale must be a positive integer, got {factor}")
+    return frames if factor == 1 else frames.repeat(factor, axis=-3).repeat(factor, axis=-2)
+
+
+def png_bytes(frame: np.ndarray) -> bytes:
+    """One `(H W c)` uint8 frame as PNG bytes."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_video(path: str | Path, frames: np.ndarray, fps: float = 10.0) -> Path:
+    """Write `(t H W c)` uint8 frames as an animated GIF or an MP4, chosen by `path`'s suffix.
+
+    Written to a temporary name and renamed, so an interrupted write never leaves a partial file.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise MediaError(f"{path}: the output must end in {' or '.join(VIDEO_SUFFIXES)}")
+    if frames.ndim != 4 or frames.dtype != np.uint8:
+        raise MediaError(f"expected uint8 frames (t, H, W, c), got {frames.dtype} {frames.shape}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{suffix}")
+    try:
+        if suffix == ".gif":
+            _write_gif(tmp, frames, fps)
+        else:
+            _write_mp4(tmp, frames, fps)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _write_gif(path: Path, frames: np.ndarray, fps: float) -> None:
+    from PIL import Image
+
+    images = [Image.fromarray(f) for f in frames]
+    duration = max(20, round(1000 / fps))  # ms per frame; browsers clamp below 20 ms
+    images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0)
+
+
+def _write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
+    try:
+        import imageio.v3 as iio
+    except ImportError as e:
+        raise MediaError("MP4 output needs imageio with ffmpeg: pip install 'imageio[ffmpeg]' (or write a .gif)") from e
+    h, w = frames.shape[1:3]
+    if h % 2 or w % 2:  # yuv420p, which players expect, needs even sides
+        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    try:
+        iio.imwrite(path, frames, fps=fps, codec="libx264", extension=".mp4")
+    except Exception as e:  # the ffmpeg plugin missing or failing
+        raise MediaError(f"could not write MP4 ({type(e).__name__}: {e}); pip install 'imageio[ffmpeg]'") from e

@@ -1,0 +1,165 @@
+"""Play a `World` live in the browser: a small stdlib HTTP server on 127.0.0.1.
+
+    GET /                  the page: the frame, the keys of the latent actions, frames/s
+    GET /reset             back to the prompt image; the frame as PNG
+    GET /step?action=k     one generated frame for latent action k, as PNG
+    GET /info              JSON: number of actions, their keys, frame size
+
+The page sends a step per key press and, while a key is held, the next step as soon as the
+previous frame arrives, so holding a key plays at the model's frame rate. Steps are
+serialised (one world, one lock). Response headers carry the frame number and the
+generation time (`X-Frame`, `X-Step-Ms`). Only 127.0.0.1 is served: the model runs code
+paths nobody should expose to a network.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import torch
+
+from genie.media import png_bytes, to_uint8
+from genie.world import World
+
+KEYS = "1234567890qwertyuiop"  # key i plays latent action i
+
+
+class PlayServer(ThreadingHTTPServer):
+    """HTTP server around one `World`; `port=0` picks a free port (`server_address[1]`)."""
+
+    daemon_threads = True
+
+    def __init__(self, world: World, image: torch.Tensor, port: int = 8000, upscale: int = 6):
+        if world.num_actions > len(KEYS):
+            raise ValueError(f"{world.num_actions} latent actions, but keys for only {len(KEYS)}")
+        super().__init__(("127.0.0.1", port), _Handler)
+        self.world, self.image, self.upscale = world, image, upscale
+        self.lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> bytes:
+        with self.lock:
+            return self._png(self.world.reset(self.image))
+
+    def step(self, action: int) -> tuple[bytes, float]:
+        with self.lock:
+            start = time.perf_counter()
+            frame = self.world.step(action)
+            return self._png(frame), (time.perf_counter() - start) * 1000
+
+    def info(self) -> dict:
+        h, w = self.world.frame_shape
+        return {"num_actions": self.world.num_actions, "keys": KEYS[: self.world.num_actions], "frame": [h, w],
+                "upscale": self.upscale, "steps": self.world.steps}  # fmt: skip
+
+    def _png(self, frame: torch.Tensor) -> bytes:
+        return png_bytes(to_uint8(frame[0]))
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: PlayServer
+
+    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        url = urlparse(self.path)
+        try:
+            if url.path == "/":
+                self._send(PAGE.encode(), "text/html; charset=utf-8")
+            elif url.path == "/info":
+                self._send(json.dumps(self.server.info()).encode(), "application/json")
+            elif url.path == "/reset":
+                self._send(self.server.reset(), "image/png", {"X-Frame": str(self.server.world.frames)})
+            elif url.path == "/step":
+                action = int(parse_qs(url.query).get("action", ["x"])[0])
+                png, ms = self.server.step(action)
+                self._send(png, "image/png", {"X-Frame": str(self.server.world.frames), "X-Step-Ms": f"{ms:.1f}"})
+            else:
+                self.send_error(HTTPStatus.NOT_FOUND)
+        except ValueError as e:  # a bad or out-of-range action id
+            self.send_error(HTTPStatus.BAD_REQUEST, str(e))
+
+    def _send(self, body: bytes, kind: str, headers: dict[str, str] | None = None) -> None:
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args) -> None:  # quiet: one line per frame would flood the terminal
+        pass
+
+
+def serve(world: World, image: torch.Tensor, port: int = 8000) -> int:
+    """Serve until Ctrl-C; returns an exit status."""
+    server = PlayServer(world, image, port)
+    keys = ", ".join(f"{k} = action {i}" for i, k in enumerate(KEYS[: world.num_actions]))
+    print(f"playing on http://127.0.0.1:{server.server_address[1]}/  ({keys}; r = reset; Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Genie: play the learned world</title>
+<style>
+ body { font-family: sans-serif; background: #222; color: #eee; text-align: center; }
+ img { image-rendering: pixelated; border: 1px solid #555; }
+ kbd { background: #444; border-radius: 3px; padding: 1px 6px; }
+ #legend span { margin: 0 8px; } #legend .on { color: #fc6; }
+</style></head>
+<body>
+<h2>Genie: play the learned world</h2>
+<img id="frame" src="/reset" alt="frame">
+<p id="legend"></p>
+<p>hold a key to keep playing &middot; <kbd>r</kbd> reset &middot;
+ <span id="fps">0.0</span> frames/s &middot; frame <span id="n">1</span> &middot;
+ <span id="ms">-</span> ms per generated frame</p>
+<script>
+let keys = "", held = null, busy = false, shown = [];
+const img = document.getElementById("frame");
+async function show(url) {
+  busy = true;
+  try {
+    const r = await fetch(url, {cache: "no-store"});
+    if (!r.ok) return;
+    const old = img.src;
+    img.src = URL.createObjectURL(await r.blob());
+    if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+    document.getElementById("n").textContent = r.headers.get("X-Frame");
+    if (r.headers.get("X-Step-Ms")) document.getElementById("ms").textContent = r.headers.get("X-Step-Ms");
+    const now = performance.now(); shown.push(now); shown = shown.filter(t => now - t < 2000);
+    document.getElementById("fps").textContent = (shown.length / 2).toFixed(1);
+  } finally { busy = false; }
+  if (held !== null) show("/step?action=" + held);  // key still down: next frame at once
+}
+fetch("/info").then(r => r.json()).then(info => {
+  keys = info.keys;
+  img.width = info.frame[1] * info.upscale; img.height = info.frame[0] * info.upscale;
+  document.getElementById("legend").innerHTML = [...keys].map(
+    (k, i) => `<span id="k${i}"><kbd>${k}</kbd> action ${i}</span>`).join("");
+});
+document.addEventListener("keydown", e => {
+  if (e.key === "r") { held = null; if (!busy) show("/reset"); return; }
+  const a = keys.indexOf(e.key);
+  if (a < 0 || e.repeat) return;
+  held = a; document.getElementById("k" + a).className = "on";
+  if (!busy) show("/step?action=" + a);
+});
+document.addEventListener("keyup", e => {
+  const a = keys.indexOf(e.key);
+  if (a >= 0) { document.getElementById("k" + a).className = ""; if (held === a) held = null; }
+});
+</script>
+</body></html>
+"""

@@ -1,0 +1,140 @@
+"""A playable learned world: one prompt image, then a latent action per step (Genie Sec. 2.2).
+
+Shape legend: b batch (parallel worlds), c channels, H W pixels, T frames kept as context,
+h w token grid.
+
+    image (b c H W) --tokenizer--> tokens (b 1 h w)
+    action a_t      --dynamics (MaskGIT, cached keys/values)--> tokens of frame t+1
+                    --tokenizer decoder, streamed--> frame t+1 (b c H W)
+
+Per frame the cost is the MaskGIT rounds of one frame (past frames come from the temporal
+cache) and one frame of decoding (`FrameStream` keeps each causal conv's past), so a step
+costs the same at frame 5 and at frame 500.
+
+Context window: the dynamics model has learned time positions for `max_frames` frames (the
+clip length it was trained on), so at most that many frames are in context. When the next
+frame would not fit, the context drops to its last `keep` frames and their cache is rebuilt
+once; that rebuild is amortised over the next `max_frames - keep` frames.
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+
+from genie.attention import TimeKV
+from genie.blocks import FrameStream
+from genie.dynamics import DynamicsModel
+from genie.lit.checkpoints import CheckpointError
+from genie.tokenizer import VideoTokenizer
+
+
+class World:
+    """Tokenizer + dynamics model as an environment: `reset(image)`, then `step(action)`.
+
+    Args:
+        tokenizer: the frozen video tokenizer the dynamics model was trained on.
+        dynamics: the trained dynamics model.
+        steps: MaskGIT rounds per frame (Genie: 25).
+        temperature: sampling temperature (0: greedy).
+        keep: frames kept when the context window is full (default: half of max_frames).
+        generator: random generator of the sampling (for reproducible rollouts).
+    """
+
+    def __init__(
+        self,
+        tokenizer: VideoTokenizer,
+        dynamics: DynamicsModel,
+        steps: int = 25,
+        temperature: float = 1.0,
+        keep: int | None = None,
+        generator: torch.Generator | None = None,
+        frame_shape: tuple[int, int] = (64, 64),
+    ):
+        if dynamics.tok_vocab != tokenizer.codebook_size:
+            raise CheckpointError(
+                f"the dynamics model predicts {dynamics.tok_vocab} token ids but the tokenizer has "
+                f"{tokenizer.codebook_size} codes: these checkpoints were not trained together"
+            )
+        if tokenizer.downsampling[0] != 1:
+            raise CheckpointError("play needs a tokenizer without time down-sampling (one token frame per frame)")
+        self.tokenizer, self.dynamics = tokenizer.eval(), dynamics.eval()
+        self.steps, self.temperature, self.generator = steps, temperature, generator
+        self.frame_shape = tuple(frame_shape)  # (H, W) of the frames it was trained on
+        self.window = dynamics.max_frames
+        self.keep = max(1, min(keep or self.window // 2, self.window - 1))
+        self.tokens: torch.Tensor | None = None  # (b T h w) the context
+        self.actions: torch.Tensor | None = None  # (b T-1) actions between context frames
+        self.cache: list[TimeKV] | None = None
+        self.frames = 0  # frames so far, the prompt included
+
+    @property
+    def num_actions(self) -> int:
+        return self.dynamics.act_vocab
+
+    @property
+    def device(self) -> torch.device:
+        return self.dynamics.head.weight.device
+
+    @torch.no_grad()
+    def reset(self, image: torch.Tensor) -> torch.Tensor:
+        """Start from `image (b c H W)` in [-1, 1]; returns its reconstruction `(b c H W)`."""
+        if image.dim() != 4:
+            raise ValueError(f"expected images (b, c, H, W), got shape {tuple(image.shape)}")
+        video = rearrange(image.to(self.device, torch.float32), "b c h w -> b c 1 h w")
+        self.tokens = self.tokenizer.tokenize(video).indices  # (b 1 h w)
+        self.actions = self.tokens.new_zeros(self.tokens.shape[0], 0)
+        self.cache, self.frames = None, 1
+        self._decoder = FrameStream(self.tokenizer.decoder)
+        return self._decode(self.tokens)
+
+    @torch.no_grad()
+    def step(self, action: int | torch.Tensor) -> torch.Tensor:
+        """Apply latent `action` (an int, or one per world `(b)`); returns the next frame `(b c H W)`."""
+        if self.tokens is None:
+            raise RuntimeError("call reset(image) before step(action)")
+        b = self.tokens.shape[0]
+        act = torch.as_tensor(action, device=self.device).long().reshape(-1).expand(b)
+        if ((act < 0) | (act >= self.num_actions)).any():
+            raise ValueError(f"latent actions are 0..{self.num_actions - 1}, got {act.tolist()}")
+        if self.tokens.shape[1] + 1 > self.window:  # slide: keep the last `keep` frames, rebuild once
+            drop = self.tokens.shape[1] - self.keep
+            self.tokens, self.actions, self.cache = self.tokens[:, drop:], self.actions[:, drop:], None
+        self.actions = torch.cat([self.actions, act[:, None]], dim=1)  # (b T): the last leads to the new frame
+        room = self.window - self.tokens.shape[1]
+        out = self.dynamics.step(
+            self.tokens, self.actions, self.cache, self.steps, self.temperature, self.generator, room=room
+        )
+        self.tokens, self.cache = out.tokens, out.cache
+        self.frames += 1
+        return self._decode(self.tokens[:, -1:])
+
+    def _decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token frames `(b 1 h w)` -> pixels `(b c H W)` in [-1, 1], through the decoder's stream."""
+        codes = self.tokenizer.quantizer.proj_out(self.tokenizer.quantizer.indices_to_codes(tokens))
+        return self._decoder(codes)[:, :, -1].float().clamp(-1, 1)
+
+
+def load_world(
+    checkpoint: str,
+    tokenizer_checkpoint: str,
+    device: str | torch.device = "cpu",
+    **kwargs,
+) -> World:
+    """A `World` from a `genie.py fit` checkpoint and the tokenizer checkpoint it was trained on.
+
+    Refuses a tokenizer whose vocabulary differs from the one recorded in the Genie checkpoint.
+    """
+    tokenizer = VideoTokenizer.from_checkpoint(tokenizer_checkpoint, map_location=device)
+    dynamics = DynamicsModel.from_checkpoint(checkpoint, map_location=device)
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    recorded = ckpt.get("tokenizer") or {}
+    if recorded.get("codebook_size") not in (None, tokenizer.codebook_size):
+        raise CheckpointError(
+            f"{checkpoint} was trained on a tokenizer with {recorded['codebook_size']} codes, but "
+            f"{tokenizer_checkpoint} has {tokenizer.codebook_size}: pass the tokenizer it was trained with"
+            f" ({recorded.get('path', 'path not recorded')})"
+        )
+    lam = ckpt.get("networks", {}).get("lam") or {}
+    kwargs.setdefault("frame_shape", tuple(lam.get("inp_shape", (64, 64))))
+    return World(tokenizer.to(device), dynamics.to(device), **kwargs)

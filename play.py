@@ -1,0 +1,139 @@
+"""Play a learned world from one image: a GIF/MP4 rollout, or live in the browser.
+
+    python play.py --checkpoint checkpoints/genie.tiny/last.ckpt \\
+        --tokenizer_checkpoint checkpoints/tokenizer.tiny/last.ckpt --image res/example.png --output out.gif
+    python play.py ... --actions 0,0,3,3,5 --num_frames 20    # a sequence of latent actions (repeats)
+    python play.py ... --batch                               # one rollout per latent action, side by side
+    python play.py ... --interactive                         # a page on http://127.0.0.1:8000
+
+With no checkpoint or image arguments the bundled model and example image under `res/` are
+used. The image may be any size or mode (it is resized to the training frame size with a
+warning); the output's suffix picks GIF or MP4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from genie.lit.checkpoints import CheckpointError
+from genie.media import MediaError, load_image, tile, to_uint8, upscale, write_video
+from genie.world import World, load_world
+
+RES = Path(__file__).resolve().parent / "res"
+BUNDLED = {  # the small model and example image a fresh clone plays (issue #7 ships them)
+    "checkpoint": RES / "genie.ckpt",
+    "tokenizer_checkpoint": RES / "tokenizer.ckpt",
+    "image": RES / "example.png",
+}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="play.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", help="genie.py fit checkpoint (LAM + dynamics); default: res/genie.ckpt")
+    p.add_argument("--tokenizer_checkpoint", help="the tokenizer it was trained on; default: res/tokenizer.ckpt")
+    p.add_argument("--image", help="prompt image, any size/mode; default: res/example.png")
+    p.add_argument("--output", default="rollout.gif", help="rollout file, .gif or .mp4 (default: rollout.gif)")
+    p.add_argument("--actions", help="latent actions per step, e.g. 0,0,3,3,5 (cycled) or 3 (repeated); default 0")
+    p.add_argument("--num_frames", type=int, help="frames to generate (default: 16, or the length of --actions)")
+    p.add_argument("--steps", type=int, default=25, help="MaskGIT rounds per frame (Genie: 25)")
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 is greedy")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the sampling")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--batch", action="store_true", help="one rollout per latent action, side by side")
+    p.add_argument("--upscale", type=int, default=4, help="integer pixel upscale of the output (default 4)")
+    p.add_argument("--fps", type=float, default=10.0, help="playback frame rate of the output file")
+    p.add_argument("--interactive", action="store_true", help="serve a page to play live instead of a file")
+    p.add_argument("--port", type=int, default=8000, help="port of --interactive (on 127.0.0.1 only)")
+    args = p.parse_args(argv)
+    if args.batch and args.actions:
+        p.error("--batch plays every latent action in its own rollout; it does not take --actions")
+    for name in ("num_frames", "steps", "upscale"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            p.error(f"--{name} must be >= 1")
+    return args
+
+
+def parse_actions(spec: str | None, num_actions: int) -> list[int]:
+    """'0,0,3,3,5' -> [0, 0, 3, 3, 5]; every id must be a latent action of the model."""
+    if not spec:
+        return [0]
+    try:
+        actions = [int(a) for a in spec.replace(" ", "").split(",") if a != ""]
+    except ValueError:
+        raise ValueError(f"--actions takes comma-separated integers like 0,0,3,3,5, got {spec!r}") from None
+    bad = [a for a in actions if not 0 <= a < num_actions]
+    if not actions or bad:
+        raise ValueError(f"--actions: this model has latent actions 0..{num_actions - 1}, got {spec!r}")
+    return actions
+
+
+def resolve_inputs(args: argparse.Namespace) -> tuple[str, str, str]:
+    """The checkpoint, tokenizer checkpoint and image to use: given ones, else the bundled ones."""
+    paths = []
+    for name in ("checkpoint", "tokenizer_checkpoint", "image"):
+        given = getattr(args, name)
+        if given is None and not BUNDLED[name].is_file():
+            raise CheckpointError(
+                f"--{name} not given and no bundled {BUNDLED[name].relative_to(RES.parent)} in this checkout; pass "
+                "--checkpoint <genie.py ckpt> --tokenizer_checkpoint <tokenizer.py ckpt> --image <png>"
+            )
+        paths.append(str(given or BUNDLED[name]))
+    return paths[0], paths[1], paths[2]
+
+
+def rollout(world: World, image: torch.Tensor, actions: list[int] | torch.Tensor, num_frames: int) -> np.ndarray:
+    """Frames `(b t H W c)` uint8: the prompt's reconstruction, then `num_frames` generated ones.
+
+    `actions` is cycled over the steps: a list of ints (the same for every world), or a tensor
+    `(b k)` of one sequence per world.
+    """
+    seq = actions if torch.is_tensor(actions) else torch.tensor(actions)[None]  # (b k)
+    frames = [world.reset(image.expand(seq.shape[0], -1, -1, -1))]
+    bar = tqdm(range(num_frames), desc="frames", unit="frame", disable=None)
+    for i in bar:
+        frames.append(world.step(seq[:, i % seq.shape[1]]))
+    return to_uint8(torch.stack(frames, dim=1))  # (b t H W c)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="play.py: warning: %(message)s")
+    args = parse_args(argv)
+    try:
+        checkpoint, tokenizer_checkpoint, image_path = resolve_inputs(args)
+        generator = torch.Generator(device=args.device).manual_seed(args.seed)
+        world = load_world(
+            checkpoint, tokenizer_checkpoint, args.device, steps=args.steps, temperature=args.temperature,
+            generator=generator,
+        )  # fmt: skip
+        image = load_image(image_path, world.frame_shape).to(args.device)
+        if args.interactive:
+            from genie.serve import serve
+
+            return serve(world, image, port=args.port)
+        if args.batch:
+            actions = torch.arange(world.num_actions)[:, None]  # world i plays action i throughout
+            num_frames = args.num_frames or 16
+        else:
+            seq = parse_actions(args.actions, world.num_actions)
+            actions, num_frames = seq, args.num_frames or (len(seq) if len(seq) > 1 else 16)
+        start = time.perf_counter()
+        videos = rollout(world, image, actions, num_frames)
+        rate = num_frames / (time.perf_counter() - start)
+        out = write_video(args.output, upscale(tile(videos), args.upscale), args.fps)
+    except (CheckpointError, MediaError, ValueError, RuntimeError) as e:
+        print(f"play.py: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}: {videos.shape[0]} rollout(s) x {videos.shape[1]} frames, {rate:.1f} generated frames/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
