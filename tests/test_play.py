@@ -1,0 +1,336 @@
+"""play.py, the World behind it, the interactive server and evaluate.py.
+
+Most tests use a tiny synthetic world whose rule is known: 8x8 frames, a tokenizer that maps
+them to 2x2 tokens of 4 codes, and a dynamics model trained (here, in seconds) on
+x_{t+1} = (x_t + a_t) mod 4 for 3 actions, so that different actions must give different frames.
+"""
+
+import io
+import json
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from genie.action import LatentAction
+from genie.blocks import FrameStream
+from genie.dynamics import DynamicsModel
+from genie.evaluation import frechet_distance, fvd
+from genie.lit.checkpoints import CheckpointError, store_network
+from genie.serve import PlayServer
+from genie.tokenizer import VideoTokenizer
+from genie.world import World, load_world
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+import evaluate as evaluate_cli  # noqa: E402
+import play as play_cli  # noqa: E402
+
+VOCAB, ACTIONS, SIDE = 4, 3, 8
+
+TOK_ARGS = dict(
+    d_codebook=2,  # 4 codes
+    enc_desc=[
+        ["causal", {"in_channels": 3, "out_channels": 8, "kernel_size": 3}],
+        ["residual", {"in_channels": 8, "downsample": [1, 2]}],
+        ["residual", {"in_channels": 8, "downsample": [1, 2]}],
+        ["proj_out", {"in_channels": 8, "out_channels": 2, "num_groups": 4}],
+    ],
+    dec_desc=[
+        ["causal", {"in_channels": 2, "out_channels": 8, "kernel_size": 3}],
+        ["spacetime_upsample", {"in_channels": 8, "out_channels": 8, "space_factor": 2}],
+        ["residual", {"in_channels": 8}],
+        ["spacetime_upsample", {"in_channels": 8, "out_channels": 8, "space_factor": 2}],
+        ["proj_out", {"in_channels": 8, "out_channels": 3, "num_groups": 4}],
+    ],
+)
+LAM_ARGS = dict(
+    d_codebook=4, num_actions=ACTIONS, inp_shape=(SIDE, SIDE), n_embd=16, patch_size=4, max_frames=4,
+    enc_desc=[["space-time_attn", {"n_rep": 1, "n_embd": 16, "n_head": 2, "d_head": 8}]],
+    dec_desc=[["space-time_attn", {"n_rep": 1, "n_embd": 16, "n_head": 2, "d_head": 8, "has_ext": True,
+                                   "time_attn_kw": {"key_dim": 4}}]],
+)  # fmt: skip
+
+
+def _rule_world(b: int, g: torch.Generator, frames: int = 4):
+    x = [torch.randint(0, VOCAB, (b, 1, 2, 2), generator=g)]
+    acts = torch.randint(0, ACTIONS, (b, frames), generator=g)
+    for t in range(frames - 1):
+        x.append((x[-1] + acts[:, t, None, None, None]) % VOCAB)
+    return torch.cat(x, 1), acts
+
+
+def _save_genie(path: Path, lam: LatentAction, dynamics: DynamicsModel, tokenizer_path: Path, vocab: int) -> Path:
+    """A checkpoint in the format `genie.py fit` writes."""
+    state = {f"lam.{k}": v for k, v in lam.state_dict().items()}
+    state.update({f"dynamics.{k}": v for k, v in dynamics.state_dict().items()})
+    ckpt = {"state_dict": state, "tokenizer": {"path": str(tokenizer_path), "codebook_size": vocab}}
+    store_network(ckpt, "lam", lam.config)
+    store_network(ckpt, "dynamics", dynamics.config)
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("world")
+    torch.manual_seed(0)
+    tokenizer = VideoTokenizer(**TOK_ARGS).eval()
+    tok_path = root / "tokenizer.ckpt"
+    tok_ckpt = {"state_dict": {f"tokenizer.{k}": v for k, v in tokenizer.state_dict().items()}}
+    store_network(tok_ckpt, "tokenizer", tokenizer.config)
+    torch.save(tok_ckpt, tok_path)
+    desc = (("space-time_attn", {"n_rep": 2, "n_embd": 64, "n_head": 4, "d_head": 16}),)
+    dynamics = DynamicsModel(VOCAB, ACTIONS, desc=desc, embed_dim=64, max_frames=4, max_side=2)
+    opt = torch.optim.AdamW(dynamics.parameters(), lr=5e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(300):
+        tokens, acts = _rule_world(32, g)
+        loss = dynamics.compute_loss(tokens, acts)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    lam = LatentAction(**LAM_ARGS).eval()
+    genie_path = _save_genie(root / "genie.ckpt", lam, dynamics.eval(), tok_path, VOCAB)
+    image = root / "prompt.png"
+    Image.fromarray((np.random.default_rng(0).random((SIDE, SIDE, 3)) * 255).astype(np.uint8)).save(image)
+    return {"genie": genie_path, "tokenizer": tok_path, "image": image, "root": root}
+
+
+def _world(synthetic, **kw) -> World:
+    return load_world(str(synthetic["genie"]), str(synthetic["tokenizer"]), temperature=0.0, **kw)
+
+
+def _prompt(synthetic) -> torch.Tensor:
+    from genie.media import load_image
+
+    return load_image(synthetic["image"], (SIDE, SIDE))
+
+
+# --- the world ---
+def test_each_action_moves_the_world_by_its_rule_and_frames_differ(synthetic):
+    world = _world(synthetic)
+    assert world.frame_shape == (SIDE, SIDE) and world.num_actions == ACTIONS
+    start = world.reset(_prompt(synthetic))
+    assert start.shape == (1, 3, SIDE, SIDE)
+    x0 = world.tokens[:, 0].clone()
+    frames = []
+    for a in range(ACTIONS):
+        world.reset(_prompt(synthetic))
+        frames.append(world.step(a))
+        assert torch.equal(world.tokens[:, 1], (x0 + a) % VOCAB)  # the learned rule, greedily decoded
+    assert all(not torch.allclose(frames[i], frames[j]) for i in range(ACTIONS) for j in range(i))
+
+
+def test_world_matches_generate_and_full_decode_then_slides_its_window(synthetic):
+    world = _world(synthetic)
+    image = _prompt(synthetic)
+    world.reset(image)
+    acts = [1, 2, 0, 1, 2, 2, 1]
+    frames = [world.step(a) for a in acts[:3]]  # 4 frames: the window (max_frames = 4) is full
+    tokens0 = world.tokenizer.tokenize(image[:, :, None]).indices
+    ref = world.dynamics.generate(tokens0, torch.tensor([acts[:3]]), temperature=0.0, num_frames=3)
+    assert torch.equal(world.tokens, ref)
+    decoded = world.tokenizer.decode(ref).clamp(-1, 1)
+    torch.testing.assert_close(torch.stack(frames, 2), decoded[:, :, 1:], atol=1e-5, rtol=0)  # streamed decode
+    for a in acts[3:]:  # beyond the window: the context drops to its last `keep` frames when full
+        ctx, between = world.tokens, world.actions
+        if ctx.shape[1] == world.window:
+            ctx, between = ctx[:, -world.keep :], between[:, between.shape[1] - world.keep + 1 :]
+        expected = world.dynamics.generate(ctx, torch.cat([between, torch.tensor([[a]])], 1), temperature=0.0)
+        world.step(a)
+        assert torch.equal(world.tokens, expected) and world.tokens.shape[1] <= world.window
+    assert world.frames == 1 + len(acts)
+
+
+def test_frame_stream_decodes_like_the_whole_video():
+    torch.manual_seed(0)
+    tok = VideoTokenizer(**TOK_ARGS).eval()
+    codes = tok.quantizer.proj_out(tok.quantizer.indices_to_codes(torch.randint(0, VOCAB, (2, 5, 2, 2))))
+    with torch.no_grad():
+        full = tok.decoder(codes)
+        stream = FrameStream(tok.decoder)
+        parts = [stream(codes[:, :, a:b]) for a, b in ((0, 1), (1, 3), (3, 4), (4, 5))]
+    torch.testing.assert_close(torch.cat(parts, 2), full, atol=1e-5, rtol=0)
+
+
+def test_a_tokenizer_of_another_vocabulary_is_refused(synthetic, tmp_path):
+    other = VideoTokenizer(**{**TOK_ARGS, "d_codebook": 3, "enc_desc": [*TOK_ARGS["enc_desc"][:3],
+                              ["proj_out", {"in_channels": 8, "out_channels": 3, "num_groups": 4}]],
+                              "dec_desc": [["causal", {"in_channels": 3, "out_channels": 8}], *TOK_ARGS["dec_desc"][1:]]})  # fmt: skip
+    path = tmp_path / "other.ckpt"
+    ckpt = {"state_dict": {f"tokenizer.{k}": v for k, v in other.state_dict().items()}}
+    store_network(ckpt, "tokenizer", other.config)
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match="trained on a tokenizer with 4 codes.*has 8"):
+        load_world(str(synthetic["genie"]), str(path))
+
+
+# --- play.py ---
+def _gif(path: Path) -> list[np.ndarray]:
+    """The GIF's frames at their display times (Pillow stores a repeated frame once, with the
+    summed duration, so frames are repeated back by duration)."""
+    with Image.open(path) as img:
+        frames, durations = [], []
+        for i in range(img.n_frames):
+            img.seek(i)
+            frames.append(np.asarray(img.convert("RGB")))
+            durations.append(img.info["duration"])
+    unit = 100  # ms: play.py's default 10 frames/s
+    return [f for f, d in zip(frames, durations) for _ in range(round(d / unit))]
+
+
+def test_play_writes_a_gif_of_the_right_length_and_size(synthetic, tmp_path):
+    out = tmp_path / "out.gif"
+    args = ["--checkpoint", str(synthetic["genie"]), "--tokenizer_checkpoint", str(synthetic["tokenizer"]),
+            "--image", str(synthetic["image"]), "--output", str(out), "--actions", "0,1,2", "--num_frames", "7",
+            "--upscale", "3", "--steps", "4"]  # fmt: skip
+    assert play_cli.main(args) == 0
+    frames = _gif(out)
+    assert len(frames) == 8 and frames[0].shape == (SIDE * 3, SIDE * 3, 3)  # prompt + 7 generated
+
+
+def test_play_batch_renders_one_rollout_per_action_side_by_side(synthetic, tmp_path):
+    out = tmp_path / "batch.gif"
+    args = ["--checkpoint", str(synthetic["genie"]), "--tokenizer_checkpoint", str(synthetic["tokenizer"]),
+            "--image", str(synthetic["image"]), "--output", str(out), "--batch", "--num_frames", "3",
+            "--upscale", "1", "--temperature", "0"]  # fmt: skip
+    assert play_cli.main(args) == 0
+    frames = _gif(out)
+    assert len(frames) == 4 and frames[0].shape == (SIDE, ACTIONS * SIDE + (ACTIONS - 1) * 2, 3)
+    panels = [frames[1][:, i * (SIDE + 2) : i * (SIDE + 2) + SIDE].astype(int) for i in range(ACTIONS)]
+    assert all(np.abs(panels[i] - panels[j]).max() > 0 for i in range(ACTIONS) for j in range(i))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"--image": "missing.png"}, "no image at"),
+        ({"--image": "notes.txt"}, "is not a readable image"),
+        ({"--checkpoint": "missing.ckpt"}, "no checkpoint at"),
+        ({"--checkpoint": "notes.txt"}, "is not a readable checkpoint"),
+        ({"--checkpoint": "@tokenizer"}, "holds no 'dynamics' network"),
+        ({"--actions": "0,7"}, "latent actions 0..2"),
+        ({"--actions": "left"}, "comma-separated integers"),
+        ({"--output": "out.avi"}, "must end in .gif or .mp4"),
+    ],
+)
+def test_bad_input_is_one_error_line_and_a_nonzero_exit(synthetic, tmp_path, capsys, change, message):
+    (tmp_path / "notes.txt").write_text("not an image, not a checkpoint")
+    args = {"--checkpoint": str(synthetic["genie"]), "--tokenizer_checkpoint": str(synthetic["tokenizer"]),
+            "--image": str(synthetic["image"]), "--output": str(tmp_path / "out.gif"), "--num_frames": "2"}  # fmt: skip
+    for k, v in change.items():
+        args[k] = str(synthetic["tokenizer"]) if v == "@tokenizer" else v if v.startswith("out") else str(tmp_path / v)
+        if k == "--actions":
+            args[k] = v
+    assert play_cli.main([x for kv in args.items() for x in kv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("play.py: error: ") and message in err[0]
+    assert not (tmp_path / "out.gif").exists()
+
+
+def test_resized_image_warns_once_and_no_checkpoint_says_what_to_pass(synthetic, tmp_path):
+    big = tmp_path / "big.jpg"
+    Image.new("L", (40, 30), 128).save(big)  # other size, grey-scale, JPEG
+    cmd = [sys.executable, str(REPO / "play.py"), "--checkpoint", str(synthetic["genie"]), "--tokenizer_checkpoint",
+           str(synthetic["tokenizer"]), "--image", str(big), "--output", str(tmp_path / "o.gif"), "--num_frames", "1"]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    warnings = [line for line in run.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "resizing to 8x8" in warnings[0]
+    if not (REPO / "res" / "genie.ckpt").exists():  # until a bundled model ships (issue #7)
+        run = subprocess.run([sys.executable, str(REPO / "play.py")], capture_output=True, text=True, cwd=tmp_path)
+        assert run.returncode == 2 and "pass --checkpoint" in run.stderr
+
+
+# --- interactive ---
+def test_interactive_server_answers_key_presses_with_frames_that_follow_the_action(synthetic):
+    server = PlayServer(_world(synthetic), _prompt(synthetic), port=0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        page = urllib.request.urlopen(base + "/").read().decode()
+        assert "keydown" in page and "frames/s" in page
+        info = json.loads(urllib.request.urlopen(base + "/info").read())
+        assert info["num_actions"] == ACTIONS and len(info["keys"]) == ACTIONS
+        frames = {}
+        for a in range(ACTIONS):
+            urllib.request.urlopen(base + "/reset").read()
+            reply = urllib.request.urlopen(f"{base}/step?action={a}")
+            assert reply.headers["X-Frame"] == "2" and float(reply.headers["X-Step-Ms"]) > 0
+            frames[a] = np.asarray(Image.open(io.BytesIO(reply.read())).convert("RGB")).astype(int)
+            assert frames[a].shape == (SIDE, SIDE, 3)
+        assert all(np.abs(frames[i] - frames[j]).max() > 0 for i in range(ACTIONS) for j in range(i))
+        with pytest.raises(urllib.error.HTTPError) as bad:
+            urllib.request.urlopen(f"{base}/step?action={ACTIONS}")
+        assert bad.value.code == 400
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# --- evaluation ---
+def test_frechet_distance_known_cases():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(4000, 3, generator=g)
+    assert abs(frechet_distance(a, a)) < 1e-6
+    shift = torch.tensor([1.0, 2.0, 0.0])
+    assert abs(frechet_distance(a, a + shift) - 5.0) < 1e-6  # same covariance: |mu_a - mu_b|^2
+    assert abs(frechet_distance(a, 2 * a) - 1.0 * 3) < 0.15  # covariance I vs 4I: tr(I + 4I - 2*2I) = 3
+
+
+class _FakeI3D(torch.nn.Module):
+    """Stands in for a TorchScript I3D: same call signature, features = per-clip channel means."""
+
+    def forward(self, x: torch.Tensor, rescale: bool = False, resize: bool = True, return_features: bool = True):
+        return x.mean(dim=(3, 4)).flatten(1)
+
+
+def test_fvd_is_zero_for_identical_sets_and_positive_otherwise(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    real = torch.rand(16, 3, 4, 8, 8, generator=g) * 2 - 1
+    detector = torch.jit.script(_FakeI3D())
+    assert abs(fvd(detector, real, real)) < 1e-6
+    assert fvd(detector, real, real * 0.5) > 0.01
+
+
+# --- end to end on checkpoints of the tiny configs ---
+def test_play_and_evaluate_checkpoints_trained_by_the_tiny_configs(tmp_path, tiny_root, monkeypatch):
+    from test_genie_training import _args, _tokenizer_checkpoint, genie_cli
+
+    from genie.data import VideoDataModule
+
+    monkeypatch.chdir(tmp_path)
+    tok = _tokenizer_checkpoint(tmp_path / "tokenizer.ckpt", "tokenize.tiny.yaml")
+    genie_cli.main(_args("fit", "genie.tiny.yaml", tiny_root, tok, tmp_path, "--trainer.max_steps", "2"))
+    last = tmp_path / "checkpoints" / "genie.tiny" / "last.ckpt"
+    frame = next(iter(VideoDataModule(tiny_root, num_frames=1, batch_size=1, num_workers=0).test_dataloader()))
+    Image.fromarray(frame.frames[0, 0].numpy()).save(tmp_path / "coinrun.png")  # a real held-out frame
+    common = ["--checkpoint", str(last), "--tokenizer_checkpoint", str(tok)]
+    out = tmp_path / "rollout.gif"
+    play = ["--image", str(tmp_path / "coinrun.png"), "--output", str(out), "--num_frames", "4", "--steps", "2",
+            "--upscale", "2"]  # fmt: skip
+    assert play_cli.main(common + play) == 0
+    frames = _gif(out)
+    assert len(frames) == 5 and frames[0].shape == (128, 128, 3)
+
+    ev = ["--root", str(tiny_root), "--clips", "2", "--batch_size", "2", "--steps", "2", "--out", str(tmp_path / "ev")]
+    assert evaluate_cli.main(common + ev) == 0
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert report["clips"] == 2 and report["setup"]["horizon"] == 5  # max_frames 6 in the tiny config
+    assert len(report["dynamics"]["rollout_psnr_by_horizon"]) == 5
+    assert set(report["delta_psnr_t4"]) == {"genie", "genie_redux", "definition"}
+    assert 0 <= report["lam"]["nmi_true_actions"] <= 1 and report["fvd"]["computed"] is False
+    assert 0 < report["tokenizer"]["codebook_usage"] <= 1
+    for name in ("confusion.png", "rollout_psnr.png"):
+        assert Image.open(tmp_path / "ev" / name).size[0] > 100
+    samples = _gif(tmp_path / "ev" / "samples.gif")  # 2 clips stacked, each real | reconstruction | rollout
+    assert samples[0].shape == (2 * 64 * 3, (3 * 64 + 2 * 2) * 3, 3)
