@@ -162,9 +162,9 @@ def test_frame_stream_decodes_like_the_whole_video():
 
 
 def test_a_tokenizer_of_another_vocabulary_is_refused(synthetic, tmp_path):
-    other = VideoTokenizer(**{**TOK_ARGS, "d_codebook": 3, "enc_desc": [*TOK_ARGS["enc_desc"][:3],
-                              ["proj_out", {"in_channels": 8, "out_channels": 3, "num_groups": 4}]],
-                              "dec_desc": [["causal", {"in_channels": 3, "out_channels": 8}], *TOK_ARGS["dec_desc"][1:]]})  # fmt: skip
+    enc = [*TOK_ARGS["enc_desc"][:3], ["proj_out", {"in_channels": 8, "out_channels": 3, "num_groups": 4}]]
+    dec = [["causal", {"in_channels": 3, "out_channels": 8}], *TOK_ARGS["dec_desc"][1:]]
+    other = VideoTokenizer(**{**TOK_ARGS, "d_codebook": 3, "enc_desc": enc, "dec_desc": dec})  # 8 codes
     path = tmp_path / "other.ckpt"
     ckpt = {"state_dict": {f"tokenizer.{k}": v for k, v in other.state_dict().items()}}
     store_network(ckpt, "tokenizer", other.config)
@@ -240,7 +240,8 @@ def test_resized_image_warns_once_and_no_checkpoint_says_what_to_pass(synthetic,
     big = tmp_path / "big.jpg"
     Image.new("L", (40, 30), 128).save(big)  # other size, grey-scale, JPEG
     cmd = [sys.executable, str(REPO / "play.py"), "--checkpoint", str(synthetic["genie"]), "--tokenizer_checkpoint",
-           str(synthetic["tokenizer"]), "--image", str(big), "--output", str(tmp_path / "o.gif"), "--num_frames", "1"]  # fmt: skip
+           str(synthetic["tokenizer"]), "--image", str(big), "--output", str(tmp_path / "o.gif"),
+           "--num_frames", "1"]  # fmt: skip
     run = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     warnings = [line for line in run.stderr.splitlines() if "warning" in line]
