@@ -73,7 +73,14 @@ class CausalConv3d(nn.Module):
             x = F.pad(x, (0, 0, 0, 0, *self.time_pad), mode="replicate")
         if stream is not None and self.time_pad[0]:
             stream[self] = x[:, :, -self.time_pad[0] :]
-        return self.conv(x)
+        conv = self.conv
+        if x.shape[2] == conv.kernel_size[0] and conv.stride[0] == 1:  # one output frame (play, prompts):
+            # the same sum as a 2D conv over (channel, frame) pairs, which has fast CPU kernels
+            # where 3D convolution falls back to a slow path (most of a decoded frame's time).
+            weight = rearrange(conv.weight, "o c t kh kw -> o (c t) kh kw")
+            y = F.conv2d(rearrange(x, "b c t h w -> b (c t) h w"), weight, conv.bias, conv.stride[1:], conv.padding[1:])
+            return y[:, :, None]
+        return conv(x)
 
 
 class FrameStream:

@@ -82,7 +82,8 @@ def decode(
     for i in range(steps):
         logp = torch.log_softmax(logits_fn(frame, positions).float(), dim=-1)  # (b m V)
         if temperature > 0:
-            sampled = sample_categorical(torch.softmax(logp / temperature, dim=-1), generator)
+            probs = logp.exp() if temperature == 1 else torch.softmax(logp / temperature, dim=-1)
+            sampled = sample_categorical(probs, generator)
         else:
             sampled = logp.argmax(dim=-1)
         confidence = torch.gather(logp, -1, sampled[..., None])[..., 0]  # (b m)
