@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 
-.PHONY: install test bench clean-venv
+.PHONY: install test play bench clean-venv
 
 install: $(STAMP)
 
@@ -15,6 +15,10 @@ $(STAMP): requirements.txt
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# One rollout per latent action, side by side, from res/example.png with the bundled model.
+play: $(STAMP)
+	$(PY) play.py --batch --num_frames 16 --output rollout.gif
 
 bench: $(STAMP)
 	$(PY) bench/bench_data.py

@@ -335,3 +335,12 @@ def test_play_and_evaluate_checkpoints_trained_by_the_tiny_configs(tmp_path, tin
         assert Image.open(tmp_path / "ev" / name).size[0] > 100
     samples = _gif(tmp_path / "ev" / "samples.gif")  # 2 clips stacked, each real | reconstruction | rollout
     assert samples[0].shape == (2 * 64 * 3, (3 * 64 + 2 * 2) * 3, 3)
+
+
+def test_the_bundled_model_plays_with_no_arguments(tmp_path):
+    if not (REPO / "res" / "genie.ckpt").is_file():
+        pytest.skip("no bundled model in res/")
+    out = tmp_path / "rollout.gif"
+    assert play_cli.main(["--output", str(out), "--num_frames", "2", "--steps", "2"]) == 0
+    frames = _gif(out)
+    assert len(frames) == 3 and frames[0].shape == (256, 256, 3)  # 64x64 frames, upscale 4

@@ -1,0 +1,69 @@
+"""Write the small default model that play.py and evaluate.py use from a fresh clone (res/).
+
+    python scripts/bundle.py --checkpoint checkpoints/genie.tiny/last.ckpt \\
+        --tokenizer_checkpoint checkpoints/tokenizer.tiny/last.ckpt --root ./data --out res
+
+Keeps only what inference needs: each network's stored configuration and its weights in
+float16 (loaded back into float32 modules), no optimizer state. The Genie checkpoint records
+where it came from (source paths and training steps) and refers to the bundled tokenizer.
+The example image is the most varied of 64 frames spread over the test split (levels never
+trained on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from genie.data import VideoDataModule  # noqa: E402
+
+
+def slim(src: Path, names: tuple[str, ...], extra: dict | None = None) -> dict:
+    ckpt = torch.load(src, map_location="cpu", weights_only=False)
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()
+             if k.split(".")[0] in names}  # fmt: skip
+    networks = {name: ckpt["networks"][name] for name in names}
+    source = {"path": str(src), "global_step": ckpt.get("global_step"), "epoch": ckpt.get("epoch")}
+    return {"state_dict": state, "networks": networks, "source": source, **(extra or {})}
+
+
+def save(obj: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", required=True, help="genie.py fit checkpoint")
+    p.add_argument("--tokenizer_checkpoint", required=True, help="the tokenizer.py fit checkpoint it was trained on")
+    p.add_argument("--root", default="./data", help="data root, for the example image")
+    p.add_argument("--out", default="res")
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tok = slim(Path(args.tokenizer_checkpoint), ("tokenizer",))
+    save(tok, out / "tokenizer.ckpt")
+    genie = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    codebook = genie["tokenizer"]["codebook_size"]
+    trained_with = genie["tokenizer"]["path"]
+    recorded = {"path": str(out / "tokenizer.ckpt"), "codebook_size": codebook, "trained_with": trained_with}
+    save(slim(Path(args.checkpoint), ("lam", "dynamics"), {"tokenizer": recorded}), out / "genie.ckpt")
+    dm = VideoDataModule(args.root, num_frames=1, batch_size=64, num_workers=0, eval_clips=64)
+    frames = next(iter(dm.test_dataloader())).frames[:, 0]  # (64 h w c), spread over the test levels
+    busiest = frames.float().std(dim=(1, 2, 3)).argmax()  # the most varied scene: not a blank wall
+    Image.fromarray(frames[busiest].numpy()).save(out / "example.png")
+    print(f"wrote {out / 'example.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
