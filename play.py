@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from genie.data import to_frames
 from genie.lit.checkpoints import CheckpointError
-from genie.media import MediaError, load_image, tile, to_uint8, upscale, write_video
+from genie.media import MediaError, load_image, tile, upscale, write_video
 from genie.world import World, load_world
 
 RES = Path(__file__).resolve().parent / "res"
@@ -100,7 +101,7 @@ def rollout(world: World, image: torch.Tensor, actions: list[int] | torch.Tensor
     bar = tqdm(range(num_frames), desc="frames", unit="frame", disable=None)
     for i in bar:
         frames.append(world.step(seq[:, i % seq.shape[1]]))
-    return to_uint8(torch.stack(frames, dim=1))  # (b t H W c)
+    return to_frames(torch.stack(frames, dim=2)).cpu().numpy()  # (b c t H W) -> (b t H W c)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,11 +29,11 @@ import math
 
 import numpy as np
 import torch
-from einops import rearrange
 
 from genie.action import LatentAction
+from genie.data import to_frames
 from genie.dynamics import DynamicsModel
-from genie.metrics import PSNR_CAP, codebook_usage_from_counts, nmi_from_contingency, psnr, ssim
+from genie.metrics import PSNR_CAP, codebook_usage_from_counts, contingency_table, nmi_from_contingency, psnr, ssim
 from genie.tokenizer import VideoTokenizer
 
 DELTA_T = 4  # Genie reports Delta_t PSNR at t = 4
@@ -77,7 +77,7 @@ class Evaluator:
         self.horizon, self.steps, self.temperature, self.generator = horizon, steps, temperature, generator
         self.num_examples = examples
         K, V = lam.num_actions, tokenizer.codebook_size
-        self.contingency = torch.zeros(K, num_true_actions, dtype=torch.float64)
+        self.contingency = torch.zeros(K, num_true_actions, dtype=torch.long)
         self.code_counts = torch.zeros(V, dtype=torch.float64)
         self.sums: dict[str, torch.Tensor] = {}  # name -> running sum (per horizon where it applies)
         self.counts: dict[str, int] = {}
@@ -108,10 +108,7 @@ class Evaluator:
         self.code_counts += torch.bincount(tokens.flatten().cpu(), minlength=tok.codebook_size).double()
 
         latent = self.lam.encode(video)[0].actions  # (b T-1)
-        pairs = latent.cpu() * self.contingency.shape[1] + true_actions[:, : T - 1].cpu().clamp(0, None)
-        self.contingency += torch.bincount(pairs.flatten(), minlength=self.contingency.numel()).view_as(
-            self.contingency
-        )
+        self.contingency += contingency_table(latent.cpu(), true_actions[:, : T - 1], *self.contingency.shape)
 
         # --- teacher forcing: real past, one generated frame ---
         forced = []
@@ -145,7 +142,7 @@ class Evaluator:
         room = self.num_examples - len(self.examples)
         for j in range(min(room, b)):
             trio = torch.stack([video[j, :, : k + 1], recon[j, :, : k + 1], self.last_rollout[j]])
-            self.examples.append(rearrange(((trio + 1) * 127.5).round().byte().cpu(), "n c t h w -> n t h w c").numpy())
+            self.examples.append(to_frames(trio).cpu().numpy())  # (3 t H W c)
 
     def _generate(self, tokens: torch.Tensor, acts: torch.Tensor, n: int) -> torch.Tensor:
         return self.dynamics.generate(tokens, acts, self.steps, self.temperature, n, generator=self.generator)
@@ -179,7 +176,7 @@ class Evaluator:
                 "nmi_true_actions": round(float(nmi_from_contingency(self.contingency)), 4),
                 "actions_used": int((used > 0).sum()),
                 "action_shares": [round(float(v), 4) for v in used / used.sum().clamp(min=1)],
-                "contingency": self.contingency.long().tolist(),
+                "contingency": self.contingency.tolist(),
             },
         }
         if "delta_psnr_genie" in self.sums:

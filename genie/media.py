@@ -1,7 +1,8 @@
 """Images in, videos out: prompt images for play, GIF/MP4 rollouts and PNG frames.
 
 Shape legend: t frames, H W pixels, c = 3 channels; n videos tiled side by side.
-Frames travel as uint8 `(t H W c)` arrays between the models and the files.
+Frames travel as uint8 `(t H W c)` arrays between the models and the files; the conversions
+to and from model floats are `genie.data`'s `to_video` / `to_frames`, as for training clips.
 
 GIF needs nothing beyond Pillow (already a requirement); MP4 uses `imageio` with its ffmpeg
 plugin when installed (`pip install imageio[ffmpeg]`) and says so when not.
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from einops import rearrange
+
+from genie.data import to_video
 
 log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = (".gif", ".mp4")
@@ -48,13 +50,7 @@ def load_image(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
         log.warning("%s is %dx%d (%s); resizing to %dx%d", path, rgb.size[0], rgb.size[1], img.mode, w, h)
         rgb = rgb.resize((w, h), Image.BILINEAR)
     array = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy())
-    return rearrange(array, "h w c -> 1 c h w").float() / 127.5 - 1
-
-
-def to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """Frames `(... c H W)` in [-1, 1] -> uint8 `(... H W c)`."""
-    x = ((frames.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.movedim(-3, -1).cpu().numpy()
+    return to_video(array[None, None])[:, :, 0]  # (1 c H W): the data pipeline's one conversion
 
 
 def tile(videos: np.ndarray, gap: int = 2) -> np.ndarray:

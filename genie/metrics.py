@@ -30,6 +30,7 @@ __all__ = [
     "CodebookUsage",
     "codebook_usage",
     "codebook_usage_from_counts",
+    "contingency_table",
     "mean_psnr",
     "normalized_mutual_info",
     "psnr",
@@ -291,6 +292,15 @@ def normalized_mutual_info(a: Tensor, b: Tensor) -> Tensor:
     na, nb = ua.numel(), ub.numel()
     contingency = rearrange(torch.bincount(ia * nb + ib, minlength=na * nb), "(i j) -> i j", i=na, j=nb)
     return nmi_from_contingency(contingency)
+
+
+def contingency_table(a: Tensor, b: Tensor, num_a: int, num_b: int) -> Tensor:
+    """Counts `(num_a num_b)` of the label pairs `(a_i, b_i)` of two integer labelings of the
+    same items, for accumulating over batches (`nmi_from_contingency`). `a` must lie in
+    [0, num_a); `b` is clamped into [0, num_b) so an unexpected label lands in the last column."""
+    b = b.to(a.device).long().clamp(0, num_b - 1)
+    pairs = a.reshape(-1).long() * num_b + b.reshape(-1)
+    return torch.bincount(pairs, minlength=num_a * num_b).view(num_a, num_b)
 
 
 def nmi_from_contingency(contingency: Tensor) -> Tensor:

@@ -23,7 +23,8 @@ from urllib.parse import parse_qs, urlparse
 
 import torch
 
-from genie.media import png_bytes, to_uint8
+from genie.data import to_frames
+from genie.media import png_bytes
 from genie.world import World
 
 KEYS = "1234567890qwertyuiop"  # key i plays latent action i
@@ -58,7 +59,7 @@ class PlayServer(ThreadingHTTPServer):
                 "upscale": self.upscale, "steps": self.world.steps}  # fmt: skip
 
     def _png(self, frame: torch.Tensor) -> bytes:
-        return png_bytes(to_uint8(frame[0]))
+        return png_bytes(to_frames(frame[:1, :, None])[0, 0].cpu().numpy())  # (c H W) -> (H W c)
 
 
 class _Handler(BaseHTTPRequestHandler):

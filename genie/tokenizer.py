@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from genie.blocks import FrameStream
 from genie.blueprint import Blueprint, Stack
 from genie.discriminator import FrameDiscriminator, hinge_d_loss, hinge_g_loss
 from genie.quantize import LFQ
@@ -178,10 +179,13 @@ class VideoTokenizer(nn.Module):
         q = self.quantizer(self.encoder(video))
         return Tokens(q.codes, q.indices)
 
-    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Codes `(b d t' h' w')` (float) or indices `(b t' h' w')` (int) -> video `(b c t h w)`."""
+    def decode(self, tokens: torch.Tensor, stream: FrameStream | None = None) -> torch.Tensor:
+        """Codes `(b d t' h' w')` (float) or indices `(b t' h' w')` (int) -> video `(b c t h w)`.
+
+        With `stream` (a `FrameStream` of `self.decoder`), `tokens` are the frames that follow
+        the ones decoded through it before, and only they are decoded (play)."""
         codes = self.quantizer.indices_to_codes(tokens) if not tokens.is_floating_point() else tokens
-        return self.decoder(self.quantizer.proj_out(codes))
+        return (stream or self.decoder)(self.quantizer.proj_out(codes))
 
     def forward(self, video: torch.Tensor) -> TokenizerLoss:
         """Training loss of the encoder/decoder: `loss, aux_losses = tokenizer(video)`."""

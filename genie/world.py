@@ -111,8 +111,7 @@ class World:
 
     def _decode(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token frames `(b 1 h w)` -> pixels `(b c H W)` in [-1, 1], through the decoder's stream."""
-        codes = self.tokenizer.quantizer.proj_out(self.tokenizer.quantizer.indices_to_codes(tokens))
-        return self._decoder(codes)[:, :, -1].float().clamp(-1, 1)
+        return self.tokenizer.decode(tokens, self._decoder)[:, :, -1].float().clamp(-1, 1)
 
 
 def load_world(

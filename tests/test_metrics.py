@@ -278,3 +278,12 @@ def test_nmi_rejects_bad_input():
         normalized_mutual_info(torch.arange(3), torch.arange(4))
     with pytest.raises(ValueError):
         normalized_mutual_info(torch.zeros(3), torch.zeros(3))
+
+
+def test_contingency_table_counts_pairs_and_clamps_unknown_labels():
+    from genie.metrics import contingency_table
+
+    a = torch.tensor([[0, 1, 1], [2, 2, 0]])
+    b = torch.tensor([[3, 0, 0], [1, 9, 3]])  # 9 is beyond the 4 columns: counted in the last
+    table = contingency_table(a, b, 3, 4)
+    assert table.tolist() == [[0, 0, 0, 2], [2, 0, 0, 0], [0, 1, 0, 1]]

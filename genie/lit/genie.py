@@ -27,7 +27,7 @@ from genie.dynamics import DynamicsModel
 from genie.lit.checkpoints import CheckpointError, store_network
 from genie.lit.images import save_png
 from genie.lit.schedule import warmup_cosine_scheduler
-from genie.metrics import codebook_usage_from_counts, nmi_from_contingency, psnr
+from genie.metrics import codebook_usage_from_counts, contingency_table, nmi_from_contingency, psnr
 from genie.tokenizer import VideoTokenizer
 
 MAX_TRUE_ACTIONS = 64  # columns of the latent x true action table (CoinRun has 15)
@@ -144,9 +144,8 @@ class GenieTraining(L.LightningModule):
         self.log_dict(metrics, sync_dist=True, batch_size=video.shape[0])
         k = self.lam.num_actions
         self.action_counts += torch.bincount(lam.actions.reshape(-1), minlength=k)
-        true = batch.actions[:, : lam.actions.shape[1]].long().clamp(max=MAX_TRUE_ACTIONS - 1)
-        pairs = lam.actions.reshape(-1) * MAX_TRUE_ACTIONS + true.reshape(-1)
-        self.contingency += torch.bincount(pairs, minlength=k * MAX_TRUE_ACTIONS).view(k, MAX_TRUE_ACTIONS)
+        true = batch.actions[:, : lam.actions.shape[1]]
+        self.contingency += contingency_table(lam.actions, true, k, MAX_TRUE_ACTIONS)
         if batch_idx == 0:
             self._rollout(video, tokens, lam.actions, stage)
 
