@@ -49,6 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="random seed of the sampling")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--batch", action="store_true", help="one rollout per latent action, side by side")
+    p.add_argument("--compile", action="store_true", help="torch.compile the MaskGIT rounds (slow first frame)")
     p.add_argument("--upscale", type=int, default=4, help="integer pixel upscale of the output (default 4)")
     p.add_argument("--fps", type=float, default=10.0, help="playback frame rate of the output file")
     p.add_argument("--interactive", action="store_true", help="serve a page to play live instead of a file")
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         generator = torch.Generator(device=args.device).manual_seed(args.seed)
         world = load_world(
             checkpoint, tokenizer_checkpoint, args.device, steps=args.steps, temperature=args.temperature,
-            generator=generator,
+            generator=generator, compile=args.compile,
         )  # fmt: skip
         image = load_image(image_path, world.frame_shape).to(args.device)
         if args.interactive:

@@ -19,7 +19,9 @@ Two additions serve the later stages:
   to that attention's input at every location of its frame.
 - a temporal key/value cache (`TimeKV`): frame t attends only to frames <= t, so when the
   dynamics model samples frame T with MaskGIT, the keys and values of frames < T are the
-  same at every MaskGIT step and are computed once (`forward_tokens(..., past=...)`).
+  same at every MaskGIT step and are computed once (`forward_tokens(..., past=...)`). Read as
+  a `FixedKV` (the whole buffer and a mask of its filled entries) every shape of a MaskGIT
+  round stays the same as the cache fills, so one compiled graph serves a whole rollout.
 """
 
 from __future__ import annotations
@@ -52,6 +54,23 @@ class TimeKV(NamedTuple):
         pad = (0, 0, 0, room)
         return TimeKV(F.pad(self.k, pad), F.pad(self.v, pad), self.length)
 
+    def fixed(self) -> FixedKV:
+        """The whole buffer with a mask of its filled entries: shapes that do not change as it fills."""
+        return FixedKV(self.k, self.v, torch.arange(self.k.shape[-2], device=self.k.device) < self.length)
+
+
+class FixedKV(NamedTuple):
+    """A `TimeKV` buffer read-only, with its length as a mask instead of a Python int.
+
+    Attending over it (`Attention.attend`) reads the whole buffer and masks the empty entries,
+    so every shape is the same at every frame: one `torch.compile` graph (or CUDA graph) serves
+    the whole rollout instead of one per cache length.
+    """
+
+    k: torch.Tensor  # (b s n T d) the whole buffer
+    v: torch.Tensor  # (b s n T d)
+    valid: torch.Tensor  # (T,) bool: entries that hold a frame
+
 
 class Attention(nn.Module):
     """Multi-head self-attention over the second-to-last axis of `(..., k, d)` tokens."""
@@ -65,14 +84,17 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.attend(x)[0]
 
-    def attend(self, x: torch.Tensor, past: TimeKV | None = None) -> tuple[torch.Tensor, TimeKV]:
+    def attend(self, x: torch.Tensor, past: TimeKV | FixedKV | None = None) -> tuple[torch.Tensor, TimeKV | FixedKV]:
         """Attention of `x`'s tokens over `past` keys/values followed by their own.
 
         Returns the output and the keys/values of past and new tokens together (the cache
         for the next call). With `causal`, new token i sees every past token and new tokens <= i.
+        A `FixedKV` past is only read (the new keys/values are not kept) and is returned as is.
         """
         q, k, v = rearrange(self.qkv(x), "... k (three n d) -> three ... n k d", three=3, n=self.n_head)
         n_new = q.shape[-2]
+        if isinstance(past, FixedKV):
+            return self._attend_fixed(q, k, v, past), past
         if past is None:
             cache = TimeKV(k, v, n_new)
         else:
@@ -101,6 +123,19 @@ class Attention(nn.Module):
         )  # fmt: skip
         y = y.view(*lead, *y.shape[-3:])
         return self.out(rearrange(y, "... n k d -> ... k (n d)")), cache
+
+    def _attend_fixed(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: FixedKV) -> torch.Tensor:
+        """`q k v (... n k d)` of new tokens over the valid entries of `past` and (causally) themselves."""
+        n_new = q.shape[-2]
+        own = torch.ones(n_new, n_new, dtype=torch.bool, device=q.device)
+        own = own.tril() if self.causal else own
+        mask = torch.cat([past.valid.expand(n_new, -1), own], dim=1)  # (k_new, T + k_new)
+        k, v = torch.cat([past.k, k], dim=-2), torch.cat([past.v, v], dim=-2)
+        lead = q.shape[:-3]
+        y = F.scaled_dot_product_attention(
+            q.reshape(-1, *q.shape[-3:]), k.reshape(-1, *k.shape[-3:]), v.reshape(-1, *v.shape[-3:]), attn_mask=mask
+        )
+        return self.out(rearrange(y.view(*lead, *y.shape[-3:]), "... n k d -> ... k (n d)"))
 
 
 class SpaceTimeBlock(nn.Module):
@@ -149,8 +184,8 @@ class SpaceTimeBlock(nn.Module):
         return rearrange(tokens, "b t (h w) c -> b c t h w", h=h, w=w)
 
     def forward_tokens(
-        self, x: torch.Tensor, ext: torch.Tensor | None = None, past: TimeKV | None = None
-    ) -> tuple[torch.Tensor, TimeKV]:
+        self, x: torch.Tensor, ext: torch.Tensor | None = None, past: TimeKV | FixedKV | None = None
+    ) -> tuple[torch.Tensor, TimeKV | FixedKV]:
         """`(b t s c)` -> `(b t s c)` and the temporal keys/values of past + these frames.
 
         With `past`, `x` holds the frames that follow the cached ones.
@@ -167,7 +202,9 @@ class SpaceTimeBlock(nn.Module):
                 x = x + y
         return x + self.mlp(self.norm_mlp(x)), kv
 
-    def _time(self, x: torch.Tensor, ext: torch.Tensor | None, past: TimeKV | None) -> tuple[torch.Tensor, TimeKV]:
+    def _time(
+        self, x: torch.Tensor, ext: torch.Tensor | None, past: TimeKV | FixedKV | None
+    ) -> tuple[torch.Tensor, TimeKV | FixedKV]:
         h = self.norm_time(x)
         if self.ext is not None:
             h = h + rearrange(self.ext(ext), "b t c -> b t 1 c")

@@ -19,6 +19,8 @@ loss into the LAM (Genie's stop-gradient on the latent actions).
 Sampling (`generate`): MaskGIT decoding of each new frame (`genie.maskgit.decode`). Causal
 temporal attention means the keys/values of past frames do not change while the new frame is
 refined, so they are computed once (`TimeKV` cache) and each MaskGIT round runs one frame.
+The blocks of a round see the cache with fixed shapes (`FixedKV`), so `compile_rounds` can
+`torch.compile` them once for a whole rollout (with CUDA graphs on a GPU).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from einops import rearrange
 from torch import nn
 
 from genie import maskgit
-from genie.attention import SpaceTimeBlock, TimeKV
+from genie.attention import FixedKV, SpaceTimeBlock, TimeKV
 from genie.blueprint import Blueprint, BlueprintError, Stack
 
 # The seed README's example: 4 ST blocks of width 256.
@@ -94,6 +96,7 @@ class DynamicsModel(nn.Module):
         self.blocks = stack.layers
         self.norm = nn.LayerNorm(embed_dim)
         self.head = nn.Linear(embed_dim, tok_vocab)
+        self._compiled_round = None  # set by compile_rounds
 
     # --- the one place actions meet frames ---
     def frame_actions(self, act_id: torch.Tensor, t: int) -> torch.Tensor:
@@ -109,13 +112,19 @@ class DynamicsModel(nn.Module):
     def _embed(self, tokens: torch.Tensor, actions: torch.Tensor, t0: int = 0) -> torch.Tensor:
         """Tokens `(b t h w)` (frames t0..t0+t-1) and their aligned action ids `(b t)` -> `(b t s e)`."""
         _, t, h, w = tokens.shape
+        x = rearrange(self.tok_embed(tokens), "b t h w e -> b t (h w) e")
+        return x + self._placement(actions, t0, h, w)
+
+    def _placement(self, actions: torch.Tensor, t0: int, h: int, w: int) -> torch.Tensor:
+        """What is added to every token embedding besides its id: space and time positions and
+        the frame's action, `(b t s e)` for frames t0.. with `actions (b t)`."""
+        t = actions.shape[1]
         if t0 + t > self.max_frames or h > self.max_side or w > self.max_side:
             raise ValueError(
                 f"{t0 + t} frames of {h}x{w} tokens exceed max_frames={self.max_frames} / max_side={self.max_side}"
             )
         pos_space = rearrange(self.pos_row[:h, None] + self.pos_col[None, :w], "h w e -> (h w) e")
-        x = rearrange(self.tok_embed(tokens), "b t h w e -> b t (h w) e")
-        return x + pos_space + self.pos_time[t0 : t0 + t, None] + self.act_embed(actions)[:, :, None]
+        return pos_space + self.pos_time[t0 : t0 + t, None] + self.act_embed(actions)[:, :, None]
 
     def _trunk(self, x: torch.Tensor, past: list[TimeKV] | None = None) -> tuple[torch.Tensor, list[TimeKV]]:
         """ST blocks over `(b t s e)`, before the head; with `past`, `x` holds the frames after
@@ -223,14 +232,38 @@ class DynamicsModel(nn.Module):
         With `cache` (the keys/values of `past`), only the new frame runs through the model;
         only the m requested positions go through the output head.
         """
-        t, h = past.shape[1], past.shape[2]
+        t, h, w = past.shape[1:]
         new = rearrange(frame, "b (h w) -> b 1 h w", h=h)
         if cache is not None:
-            x = self._trunk(self._embed(new, actions[:, t : t + 1], t0=t), cache)[0][:, 0]  # (b s e)
+            fixed = [kv.fixed() for kv in cache]
+            round_fn = self._compiled_round or self._round_eager
+            x = round_fn(frame, self._placement(actions[:, t : t + 1], t, h, w), fixed)  # (b s e)
         else:
             x = self._trunk(self._embed(torch.cat([past, new], dim=1), actions[:, : t + 1]))[0][:, -1]
         x = torch.gather(x, 1, positions[..., None].expand(-1, -1, x.shape[-1]))  # (b m e)
         return self.head(self.norm(x))
+
+    def _round_eager(self, frame: torch.Tensor, placement: torch.Tensor, past: list[FixedKV]) -> torch.Tensor:
+        """Features `(b s e)` of a partly masked new frame `(b s)` over the cached past frames.
+
+        This is all of a MaskGIT round but the head and the sampler (whose size changes as tokens
+        are committed), and every shape in it is fixed for a whole rollout (`FixedKV`), which is
+        what `compile_rounds` needs.
+        """
+        x = rearrange(self.tok_embed(frame), "b s e -> b 1 s e") + placement
+        for block, kv in zip(self.blocks, past):
+            x = block.forward_tokens(x, past=kv)[0]
+        return x[:, 0]
+
+    def compile_rounds(self, mode: str | None = None) -> DynamicsModel:
+        """`torch.compile` the part of a MaskGIT round that runs the blocks (`_round_eager`).
+
+        Its shapes are fixed, so one graph serves every round and frame of a rollout (compiled
+        on the first, in tens of seconds on a CPU). `mode="reduce-overhead"` adds CUDA graphs on
+        a GPU: 25 rounds a frame are then not bound by kernel launches (issue #6).
+        """
+        self._compiled_round = torch.compile(self._round_eager, mode=mode, dynamic=False, fullgraph=True)
+        return self
 
     def _check_tokens(self, tokens: torch.Tensor) -> None:
         if tokens.dim() != 4 or tokens.is_floating_point():

@@ -80,13 +80,15 @@ def decode(
     frame = torch.full((b, s), mask_id, dtype=torch.long, device=device)
     positions = torch.arange(s, device=device).expand(b, s)  # (b m) still masked
     for i in range(steps):
-        logp = torch.log_softmax(logits_fn(frame, positions).float(), dim=-1)  # (b m V)
-        if temperature > 0:
-            probs = logp.exp() if temperature == 1 else torch.softmax(logp / temperature, dim=-1)
-            sampled = sample_categorical(probs, generator)
+        logits = logits_fn(frame, positions).float()  # (b m V)
+        probs = torch.softmax(logits, dim=-1)
+        if temperature == 0:
+            sampled = logits.argmax(dim=-1)
         else:
-            sampled = logp.argmax(dim=-1)
-        confidence = torch.gather(logp, -1, sampled[..., None])[..., 0]  # (b m)
+            tempered = probs if temperature == 1 else torch.softmax(logits / temperature, dim=-1)
+            sampled = sample_categorical(tempered, generator)
+        # the model's (untempered) probability of each choice; only its order matters, so no log
+        confidence = torch.gather(probs, -1, sampled[..., None])[..., 0]  # (b m)
         m = positions.shape[1]
         keep = 0 if i == steps - 1 else max(min(math.floor(s * cosine_schedule((i + 1) / steps)), m - 1), 0)
         order = confidence.argsort(dim=1)  # least confident first: those stay masked

@@ -39,6 +39,9 @@ class World:
         temperature: sampling temperature (0: greedy).
         keep: frames kept when the context window is full (default: half of max_frames).
         generator: random generator of the sampling (for reproducible rollouts).
+        frame_shape: (H, W) of the frames the models were trained on.
+        compile: `torch.compile` the blocks of a MaskGIT round (`DynamicsModel.compile_rounds`),
+            with CUDA graphs on a GPU; the first frame then takes tens of seconds longer.
     """
 
     def __init__(
@@ -50,6 +53,7 @@ class World:
         keep: int | None = None,
         generator: torch.Generator | None = None,
         frame_shape: tuple[int, int] = (64, 64),
+        compile: bool = False,
     ):
         if dynamics.tok_vocab != tokenizer.codebook_size:
             raise CheckpointError(
@@ -59,6 +63,8 @@ class World:
         if tokenizer.downsampling[0] != 1:
             raise CheckpointError("play needs a tokenizer without time down-sampling (one token frame per frame)")
         self.tokenizer, self.dynamics = tokenizer.eval(), dynamics.eval()
+        if compile:
+            dynamics.compile_rounds("reduce-overhead" if self.device.type == "cuda" else None)
         self.steps, self.temperature, self.generator = steps, temperature, generator
         self.frame_shape = tuple(frame_shape)  # (H, W) of the frames it was trained on
         self.window = dynamics.max_frames

@@ -127,6 +127,16 @@ def test_cached_generation_equals_uncached(num_frames):
     assert torch.equal(sampled, model.generate(tokens, acts, steps=6, num_frames=num_frames, generator=g2))
 
 
+def test_compiled_rounds_generate_the_same_frames_with_one_graph_for_every_cache_length():
+    model = small().eval()
+    tokens, acts = torch.randint(0, 16, (2, 1, 4, 4)), torch.randint(0, 4, (2, 4))
+    eager = model.generate(tokens, acts, steps=4, temperature=0.0, num_frames=4)
+    model.compile_rounds()
+    with torch._dynamo.config.patch(error_on_recompile=True):  # the cache fills from 1 to 4 frames
+        compiled = model.generate(tokens, acts, steps=4, temperature=0.0, num_frames=4)
+    assert torch.equal(compiled, eager)
+
+
 def test_generation_beyond_max_frames_is_refused():
     model = small(max_frames=4)
     with pytest.raises(ValueError, match="max_frames"):
