@@ -69,8 +69,12 @@ class CausalConv3d(nn.Module):
         stream = self._stream
         if stream is not None and self in stream:  # later chunk of a stream: its real past frames
             x = torch.cat([stream[self], x], dim=2)
-        elif any(self.time_pad):
-            x = F.pad(x, (0, 0, 0, 0, *self.time_pad), mode="replicate")
+        elif any(self.time_pad):  # replicate the first (and last) frame
+            # a cat rather than F.pad(mode="replicate"): torch.compile (inductor 2.13, CPU) fails on
+            # that pad behind a fused norm ("vr must not be None")
+            before, after = self.time_pad
+            first, last = x[:, :, :1], x[:, :, -1:]
+            x = torch.cat([first.expand(-1, -1, before, -1, -1), x, last.expand(-1, -1, after, -1, -1)], dim=2)
         if stream is not None and self.time_pad[0]:
             stream[self] = x[:, :, -self.time_pad[0] :]
         conv = self.conv

@@ -294,13 +294,24 @@ def normalized_mutual_info(a: Tensor, b: Tensor) -> Tensor:
     return nmi_from_contingency(contingency)
 
 
+def count_ids(ids: Tensor, size: int) -> Tensor:
+    """How often each id in [0, size) occurs in `ids` (any shape), `(size,)` long.
+
+    Like `torch.bincount(ids, minlength=size)`, but bincount sizes its output from the data's
+    maximum, which costs a device-to-host copy (a stall) on a GPU; this never reads the data
+    on the host, so training steps can use it (issue #6). Ids must lie in [0, size).
+    """
+    flat = ids.reshape(-1).long()
+    return torch.zeros(size, dtype=torch.long, device=ids.device).scatter_add_(0, flat, torch.ones_like(flat))
+
+
 def contingency_table(a: Tensor, b: Tensor, num_a: int, num_b: int) -> Tensor:
     """Counts `(num_a num_b)` of the label pairs `(a_i, b_i)` of two integer labelings of the
     same items, for accumulating over batches (`nmi_from_contingency`). `a` must lie in
     [0, num_a); `b` is clamped into [0, num_b) so an unexpected label lands in the last column."""
     b = b.to(a.device).long().clamp(0, num_b - 1)
     pairs = a.reshape(-1).long() * num_b + b.reshape(-1)
-    return torch.bincount(pairs, minlength=num_a * num_b).view(num_a, num_b)
+    return count_ids(pairs, num_a * num_b).view(num_a, num_b)
 
 
 def nmi_from_contingency(contingency: Tensor) -> Tensor:

@@ -31,6 +31,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from genie.metrics import count_ids
+
 
 class VQResult(NamedTuple):
     vectors: torch.Tensor  # (..., d) quantized, straight-through gradients to the input
@@ -117,7 +119,7 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def _track_and_restart(self, indices: torch.Tensor, flat: torch.Tensor) -> None:
-        share = torch.bincount(indices, minlength=self.num_codes).float() / max(len(indices), 1)
+        share = count_ids(indices, self.num_codes).float() / max(len(indices), 1)  # no host sync
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(share)
             share /= dist.get_world_size()

@@ -1,5 +1,6 @@
 """genie.py: the LightningCLI entry point of stage 2, both presets, checkpoints, resuming, bad input."""
 
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -68,6 +69,21 @@ def test_fast_dev_run_of_each_preset(tmp_path, tiny_root, tokenizers, monkeypatc
     logged = cli.trainer.logged_metrics
     assert {"train/dyn_loss", "train/dyn_acc", "train/lam_rec", "train/action_perplexity"} <= set(logged)
     assert {"val/nmi_true_actions", "val/action_share_0", "val/next_frame_psnr"} <= set(logged)
+
+
+def test_compiled_training_keeps_checkpoint_names_and_fuses_adamw(tmp_path, tiny_root, tokenizers, monkeypatch):
+    """`--model.compile true` wires torch.compile into training. The compiler is TorchDynamo
+    with its eager backend here (it traces the loss functions; generating kernels for both
+    networks' backward passes would take minutes of CI on 2 cores)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    extra = ["--trainer.max_steps", "2", "--trainer.limit_val_batches", "0", "--model.compile", "true"]
+    cli = genie_cli.main(_args("fit", "genie.tiny.yaml", tiny_root, tokenizers["genie.tiny.yaml"], tmp_path, *extra))
+    model = cli.model
+    assert cli.trainer.global_step == 2 and torch.isfinite(cli.trainer.logged_metrics["train/loss"])
+    assert getattr(model.dynamics.compute_losses, "_genie_compiled", False)  # the compiled version ran
+    assert not any("_orig_mod" in k for k in model.state_dict())  # checkpoints load without compile
+    assert cli.trainer.optimizers[0].defaults["fused"]
 
 
 def test_checkpoint_round_trip_resume_and_evaluation(tmp_path, tiny_root, tokenizers, monkeypatch):

@@ -287,3 +287,13 @@ def test_contingency_table_counts_pairs_and_clamps_unknown_labels():
     b = torch.tensor([[3, 0, 0], [1, 9, 3]])  # 9 is beyond the 4 columns: counted in the last
     table = contingency_table(a, b, 3, 4)
     assert table.tolist() == [[0, 0, 0, 2], [2, 0, 0, 0], [0, 1, 0, 1]]
+
+
+def test_count_ids_matches_bincount_with_a_fixed_size():
+    from genie.metrics import count_ids
+
+    ids = torch.randint(0, 7, (3, 5, 4))
+    counts = count_ids(ids, 10)
+    assert counts.shape == (10,) and counts.dtype == torch.long
+    assert torch.equal(counts, torch.bincount(ids.flatten(), minlength=10))
+    assert counts[7:].sum() == 0 and counts.sum() == ids.numel()

@@ -25,9 +25,10 @@ from genie.action import LatentAction
 from genie.data import Clip, to_frames
 from genie.dynamics import DynamicsModel
 from genie.lit.checkpoints import CheckpointError, store_network
+from genie.lit.fast import adamw, compile_methods
 from genie.lit.images import save_png
 from genie.lit.schedule import warmup_cosine_scheduler
-from genie.metrics import codebook_usage_from_counts, contingency_table, nmi_from_contingency, psnr
+from genie.metrics import codebook_usage_from_counts, contingency_table, count_ids, nmi_from_contingency, psnr
 from genie.tokenizer import VideoTokenizer
 
 MAX_TRUE_ACTIONS = 64  # columns of the latent x true action table (CoinRun has 15)
@@ -50,6 +51,8 @@ class GenieTraining(L.LightningModule):
         sample_steps: MaskGIT steps when sampling (validation rollouts; play.py's default).
         sample_temperature: sampling temperature (validation rollouts; play.py's default).
         image_frames: frames per clip in the logged image grids.
+        compile: `torch.compile` the LAM's and the dynamics model's loss functions and the
+            frozen tokenizer's `tokenize` (the first steps then take minutes longer).
     """
 
     def __init__(
@@ -66,6 +69,7 @@ class GenieTraining(L.LightningModule):
         sample_steps: int = 25,
         sample_temperature: float = 1.0,
         image_frames: int = 8,
+        compile: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["lam", "dynamics"])
@@ -81,11 +85,17 @@ class GenieTraining(L.LightningModule):
         self.tokenizer.eval()  # frozen, always
         return self
 
+    def configure_model(self) -> None:
+        if self.hparams.compile:
+            compile_methods(self.lam, "compute_losses")
+            compile_methods(self.dynamics, "compute_losses")
+            compile_methods(self.tokenizer, "tokenize")
+
     # --- optimisation ---
     def configure_optimizers(self):
         hp = self.hparams
         params = [p for n, p in self.named_parameters() if not n.startswith("tokenizer.")]
-        opt = torch.optim.AdamW(params, lr=hp.lr, betas=hp.betas, weight_decay=hp.weight_decay)
+        opt = adamw(params, lr=hp.lr, betas=hp.betas, weight_decay=hp.weight_decay)
         sched = warmup_cosine_scheduler(opt, self, lr=hp.lr, min_lr=hp.min_lr, warmup_steps=hp.warmup_steps)
         return [opt], [{"scheduler": sched, "interval": "step"}]
 
@@ -107,7 +117,7 @@ class GenieTraining(L.LightningModule):
     def training_step(self, batch: Clip, batch_idx: int) -> torch.Tensor:
         _, lam, dyn = self._losses(batch)
         loss = lam.loss + dyn.loss
-        usage = codebook_usage_from_counts(torch.bincount(lam.actions.reshape(-1), minlength=self.lam.num_actions))
+        usage = codebook_usage_from_counts(count_ids(lam.actions, self.lam.num_actions))
         self.log_dict(
             {
                 "train/loss": loss.detach(),
@@ -143,7 +153,7 @@ class GenieTraining(L.LightningModule):
         }
         self.log_dict(metrics, sync_dist=True, batch_size=video.shape[0])
         k = self.lam.num_actions
-        self.action_counts += torch.bincount(lam.actions.reshape(-1), minlength=k)
+        self.action_counts += count_ids(lam.actions, k)
         true = batch.actions[:, : lam.actions.shape[1]]
         self.contingency += contingency_table(lam.actions, true, k, MAX_TRUE_ACTIONS)
         if batch_idx == 0:
@@ -190,7 +200,7 @@ class GenieTraining(L.LightningModule):
                 f"{stage}/nmi_true_actions": nmi_from_contingency(table),
                 **{f"{stage}/action_share_{i}": share[i] for i in range(len(share))},
             },
-            rank_zero_only=True,
+            sync_dist=True,  # summed counts: equal everywhere, so averaging them is a no-op that marks them global
         )
 
     # --- checkpoints ---

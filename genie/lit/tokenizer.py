@@ -15,6 +15,7 @@ import torch
 
 from genie.data import Clip, to_frames
 from genie.lit.checkpoints import store_network
+from genie.lit.fast import adamw, compile_methods
 from genie.lit.images import save_png
 from genie.lit.schedule import warmup_cosine_scheduler
 from genie.metrics import CodebookCounter, codebook_usage_from_counts, psnr, ssim
@@ -35,6 +36,8 @@ class TokenizerTraining(L.LightningModule):
         gan_start_step: step from which the GAN terms are on (with a discriminator).
         grad_clip: gradient-norm clipping of the encoder/decoder (None: none).
         image_frames: frames per video shown in the logged reconstruction grid.
+        compile: `torch.compile` the tokenizer's loss functions (the first steps then take
+            minutes longer).
     """
 
     def __init__(
@@ -48,6 +51,7 @@ class TokenizerTraining(L.LightningModule):
         gan_start_step: int = 0,
         grad_clip: float | None = 1.0,
         image_frames: int = 8,
+        compile: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["tokenizer"])
@@ -55,14 +59,18 @@ class TokenizerTraining(L.LightningModule):
         self.automatic_optimization = False  # two optimizers, two losses (GAN)
         self.codes = CodebookCounter(tokenizer.codebook_size)
 
+    def configure_model(self) -> None:
+        if self.hparams.compile:
+            compile_methods(self.tokenizer, "compute_losses", "discriminator_loss")
+
     # --- optimisation ---
     def configure_optimizers(self):
         hp = self.hparams
         gen = [p for n, p in self.tokenizer.named_parameters() if not n.startswith("discriminator.")]
-        opts = [torch.optim.AdamW(gen, lr=hp.lr, betas=hp.betas, weight_decay=hp.weight_decay)]
+        opts = [adamw(gen, lr=hp.lr, betas=hp.betas, weight_decay=hp.weight_decay)]
         if self.tokenizer.discriminator is not None:
             disc = self.tokenizer.discriminator.parameters()
-            opts.append(torch.optim.AdamW(disc, lr=hp.lr, betas=hp.betas, weight_decay=hp.weight_decay))
+            opts.append(adamw(disc, lr=hp.lr, betas=hp.betas, weight_decay=hp.weight_decay))
         sched = dict(lr=hp.lr, min_lr=hp.min_lr, warmup_steps=hp.warmup_steps)
         return opts, [warmup_cosine_scheduler(opt, self, **sched) for opt in opts]
 
@@ -131,8 +139,10 @@ class TokenizerTraining(L.LightningModule):
         if self.trainer.world_size > 1:
             counts = self.all_gather(counts).sum(0)
         result = codebook_usage_from_counts(counts)
-        self.log(f"{stage}/code_usage", result.fraction_used.float(), rank_zero_only=True)
-        self.log(f"{stage}/code_perplexity", result.perplexity.float(), rank_zero_only=True)
+        # The counts are summed over processes already, so the value is the same everywhere:
+        # sync_dist averages equal values (a no-op) and tells Lightning the metric is global.
+        self.log(f"{stage}/code_usage", result.fraction_used.float(), sync_dist=True)
+        self.log(f"{stage}/code_perplexity", result.perplexity.float(), sync_dist=True)
 
     def _log_images(self, video: torch.Tensor, rec: torch.Tensor, stage: str) -> None:
         """Real (top) over reconstruction (bottom) for up to 4 clips and `image_frames` frames."""
