@@ -21,7 +21,7 @@ play: $(STAMP)
 	$(PY) play.py --batch --num_frames 16 --output rollout.gif
 
 bench: $(STAMP)
-	$(PY) bench/bench_data.py
+	$(PY) bench/run_all.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -33,6 +33,7 @@ from bench_tokenizer import _sync, matmul_peak  # noqa: E402
 
 from genie.action import LatentAction  # noqa: E402
 from genie.dynamics import DynamicsModel  # noqa: E402
+from genie.lit.fast import adamw, compile_methods  # noqa: E402
 from genie.tokenizer import VideoTokenizer  # noqa: E402
 
 PRESETS = {"genie.tiny.yaml": "tokenize.tiny.yaml", "genie.yaml": "tokenize.yaml"}
@@ -62,17 +63,20 @@ def train_step(tokenizer, lam, dynamics, opt, video, autocast: bool) -> None:
     opt.step()
 
 
-def measure_training(preset: str, batch: int, frames: int, steps: int, device: str) -> dict:
+def measure_training(preset: str, batch: int, frames: int, steps: int, device: str, compile: bool = False) -> dict:
     tokenizer, lam, dynamics = (m.to(device) for m in build(preset))
     params = [*lam.parameters(), *dynamics.parameters()]
-    opt = torch.optim.AdamW(params, lr=1e-5, fused=device == "cuda")
+    opt = adamw(params, lr=1e-5, betas=(0.9, 0.9), weight_decay=1e-4)
     frames = min(frames, lam.max_frames, dynamics.max_frames)  # the tiny preset trains on 6-frame clips
     video = torch.rand(batch, 3, frames, 64, 64, device=device) * 2 - 1
     autocast = device == "cuda"
     with FlopCounterMode(display=False) as counter:
         train_step(tokenizer, lam, dynamics, opt, video, autocast)
-    flops = counter.get_total_flops()
-    train_step(tokenizer, lam, dynamics, opt, video, autocast)  # warm-up
+    flops = counter.get_total_flops()  # counted eagerly: the compiled step does the same math
+    if compile:
+        compile_methods(lam, "compute_losses")
+        compile_methods(dynamics, "compute_losses")
+    train_step(tokenizer, lam, dynamics, opt, video, autocast)  # warm-up (and compilation)
     _sync(device)
     start = time.perf_counter()
     for _ in range(steps):
@@ -80,7 +84,9 @@ def measure_training(preset: str, batch: int, frames: int, steps: int, device: s
     _sync(device)
     seconds = (time.perf_counter() - start) / steps
     fps = batch * frames / seconds
-    return {"frames_per_s": fps, "flops_per_s": flops / seconds, "step_s": seconds, "frames": frames}
+    tokens_per_frame = (64 // tokenizer.downsampling[1]) ** 2
+    return {"frames_per_s": fps, "flops_per_s": flops / seconds, "step_s": seconds, "frames": frames,
+            "tokens_per_frame": tokens_per_frame}  # fmt: skip
 
 
 def measure_generation(preset: str, context: int, steps: int, device: str, reps: int) -> dict:

@@ -24,6 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from genie.lit.fast import adamw, compile_methods  # noqa: E402
 from genie.tokenizer import VideoTokenizer  # noqa: E402
 
 
@@ -57,17 +58,19 @@ def train_step(tok: VideoTokenizer, opt: torch.optim.Optimizer, video: torch.Ten
     opt.step()
 
 
-def measure(config: Path, batch: int, steps: int, device: str) -> dict:
+def measure(config: Path, batch: int, steps: int, device: str, compile: bool = False) -> dict:
     torch.manual_seed(0)
     tok, frames = build(config)
     tok.to(device)
-    opt = torch.optim.AdamW(tok.parameters(), lr=1e-4)
+    opt = adamw(tok.parameters(), lr=1e-4, betas=(0.9, 0.9), weight_decay=1e-4)
     video = torch.rand(batch, 3, frames, 64, 64, device=device) * 2 - 1
     autocast = device == "cuda"
     with FlopCounterMode(display=False) as counter:
         train_step(tok, opt, video, autocast)
-    flops = counter.get_total_flops()
-    train_step(tok, opt, video, autocast)  # warm-up
+    flops = counter.get_total_flops()  # counted eagerly: the compiled step does the same math
+    if compile:
+        compile_methods(tok, "compute_losses")
+    train_step(tok, opt, video, autocast)  # warm-up (and compilation)
     _sync(device)
     start = time.perf_counter()
     for _ in range(steps):
@@ -79,6 +82,7 @@ def measure(config: Path, batch: int, steps: int, device: str) -> dict:
         "flops_per_s": flops / seconds,
         "step_s": seconds,
         "frames": frames,
+        "tokens_per_frame": (64 // tok.downsampling[1]) ** 2,
     }
 
 
