@@ -56,3 +56,21 @@ def horizon_plot(curves: dict[str, list[float]], path: Path, ylabel: str = "PSNR
     path = _save(fig, path)
     plt.close(fig)
     return path
+
+
+def training_plot(panels: dict[str, dict[str, tuple[list[float], list[float]]]], path: Path) -> Path:
+    """One panel per title, each with named `(steps, values)` lines (training logs)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3), squeeze=False)
+    for ax, (title, lines) in zip(axes[0], panels.items()):
+        for name, (steps, values) in lines.items():
+            ax.plot(steps, values, marker="o" if len(steps) < 30 else None, markersize=3, label=name)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+        if len(lines) > 1:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = _save(fig, path)
+    plt.close(fig)
+    return path

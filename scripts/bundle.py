@@ -7,7 +7,7 @@ Keeps only what inference needs: each network's stored configuration and its wei
 float16 (loaded back into float32 modules), no optimizer state. The Genie checkpoint records
 where it came from (source paths and training steps) and refers to the bundled tokenizer.
 The example image is the most varied of 64 frames spread over the test split (levels never
-trained on).
+trained on); `heldout.npz` holds a few test clips with their actions for the bundled-model test.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -47,6 +48,8 @@ def main() -> int:
     p.add_argument("--tokenizer_checkpoint", required=True, help="the tokenizer.py fit checkpoint it was trained on")
     p.add_argument("--root", default="./data", help="data root, for the example image")
     p.add_argument("--out", default="res")
+    p.add_argument("--heldout_clips", type=int, default=16, help="test clips saved for the bundled-model test")
+    p.add_argument("--heldout_frames", type=int, default=6, help="frames per saved clip")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -62,7 +65,19 @@ def main() -> int:
     busiest = frames.float().std(dim=(1, 2, 3)).argmax()  # the most varied scene: not a blank wall
     Image.fromarray(frames[busiest].numpy()).save(out / "example.png")
     print(f"wrote {out / 'example.png'}")
+    write_heldout(args.root, out / "heldout.npz", clips=args.heldout_clips, frames=args.heldout_frames)
     return 0
+
+
+def write_heldout(root: str, path: Path, clips: int, frames: int) -> None:
+    """A handful of test-split clips (levels never trained on), spread over the split, with their
+    recorded actions: what the bundled-model test plays against, on a fresh clone without data."""
+    dm = VideoDataModule(root, num_frames=frames, batch_size=clips, num_workers=0, eval_clips=clips)
+    batch = next(iter(dm.test_dataloader()))
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, frames=batch.frames.numpy(), actions=batch.actions.numpy())  # (n t h w c), (n t)
+    tmp.replace(path)
+    print(f"wrote {path} ({len(batch.frames)} clips x {frames} frames, {path.stat().st_size / 1e3:.0f} kB)")
 
 
 if __name__ == "__main__":
