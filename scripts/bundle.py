@@ -48,7 +48,7 @@ def main() -> int:
     p.add_argument("--tokenizer_checkpoint", required=True, help="the tokenizer.py fit checkpoint it was trained on")
     p.add_argument("--root", default="./data", help="data root, for the example image")
     p.add_argument("--out", default="res")
-    p.add_argument("--heldout_clips", type=int, default=16, help="test clips saved for the bundled-model test")
+    p.add_argument("--heldout_clips", type=int, default=32, help="test clips saved for the bundled-model test")
     p.add_argument("--heldout_frames", type=int, default=6, help="frames per saved clip")
     args = p.parse_args()
     out = Path(args.out)
