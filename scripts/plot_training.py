@@ -1,6 +1,6 @@
 """Training curves of a stage-2 run from its Lightning CSV log (the README's figure).
 
-    python scripts/plot_training.py lightning_logs/version_N/metrics.csv --out res/training_curves.png
+python scripts/plot_training.py lightning_logs/version_N/metrics.csv --out res/training_curves.png
 """
 
 from __future__ import annotations
