@@ -85,7 +85,7 @@ def data_rows(table: Table, levels: int, timeout: int, workers: int) -> None:
         table.add("data", "procgen", f"sample.py end to end ({levels} levels)", e2e, "frames/s")
         subprocess.run([sys.executable, "split.py", "--root", str(tmp), "--quiet"], cwd=REPO, check=True,
                        stdout=subprocess.DEVNULL)  # fmt: skip
-        load = bench_data.loader(tmp, batches=45)
+        load = bench_data.loader(tmp, batches=300)  # shorter windows mostly time the start-up
         table.add("data", "VideoDataModule", "16-frame clips x 32, 1 worker", load, "frames/s")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -133,8 +133,8 @@ def main() -> int:
     p.add_argument("--genie-batch", type=int, help="clips per step, genie.yaml (default: 36 GPU / 1 CPU)")
     p.add_argument("--play-frames", type=int, default=24, help="timed frames of the tiny play rows")
     p.add_argument("--full-play-frames", type=int, help="timed frames of the App. F play rows (default 32 GPU / 1 CPU)")
-    p.add_argument("--levels", type=int, default=100, help="levels recorded by the data rows (0: skip them)")
-    p.add_argument("--timeout", type=int, default=500, help="steps per level in the data rows")
+    p.add_argument("--levels", type=int, default=200, help="levels recorded by the data rows (0: skip them)")
+    p.add_argument("--timeout", type=int, default=1000, help="steps per level in the data rows (App. F: 1000)")
     p.add_argument("--workers", type=int, default=os.cpu_count(), help="sample.py processes")
     p.add_argument("--no-compile-play", action="store_true", help="skip the compiled play rows")
     p.add_argument("--json", help="also write the rows here")
