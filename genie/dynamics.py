@@ -209,9 +209,13 @@ class DynamicsModel(nn.Module):
         """
         b, t, h, w = tokens.shape
         actions = self.frame_actions(act_id, t + 1)  # (b T+1)
-        if use_cache and cache is None:
-            cache = [kv.with_room(room) for kv in self._trunk(self._embed(tokens, actions[:, :t]))[1]]
-        logits_fn = partial(self._frame_logits, past=tokens, actions=actions, cache=cache if use_cache else None)
+        fixed = None
+        if use_cache:
+            if cache is None:
+                cache = [kv.with_room(room) for kv in self._trunk(self._embed(tokens, actions[:, :t]))[1]]
+            # what every MaskGIT round of this frame shares: computed once, not per round
+            fixed = ([kv.fixed() for kv in cache], self._placement(actions[:, t : t + 1], t, h, w))
+        logits_fn = partial(self._frame_logits, past=tokens, actions=actions, fixed=fixed)
         frame = maskgit.decode(logits_fn, b, h * w, self.mask_id, steps, temperature, tokens.device, generator)
         new = rearrange(frame, "b (h w) -> b 1 h w", h=h)
         if use_cache and extend_cache:  # the finished frame's keys/values, once
@@ -225,20 +229,20 @@ class DynamicsModel(nn.Module):
         *,
         past: torch.Tensor,
         actions: torch.Tensor,
-        cache: list[TimeKV] | None,
+        fixed: tuple[list[FixedKV], torch.Tensor] | None,
     ) -> torch.Tensor:
         """Logits `(b m V)` at `positions (b m)` of the frame `(b s)` that follows `past (b t h w)`.
 
-        With `cache` (the keys/values of `past`), only the new frame runs through the model;
-        only the m requested positions go through the output head.
+        With `fixed` (the keys/values of `past` as `FixedKV`s and the new frame's placement),
+        only the new frame runs through the model; only the m requested positions go through
+        the output head.
         """
-        t, h, w = past.shape[1:]
-        new = rearrange(frame, "b (h w) -> b 1 h w", h=h)
-        if cache is not None:
-            fixed = [kv.fixed() for kv in cache]
+        t, h = past.shape[1], past.shape[2]
+        if fixed is not None:
             round_fn = self._compiled_round or self._round_eager
-            x = round_fn(frame, self._placement(actions[:, t : t + 1], t, h, w), fixed)  # (b s e)
+            x = round_fn(frame, fixed[1], fixed[0])  # (b s e)
         else:
+            new = rearrange(frame, "b (h w) -> b 1 h w", h=h)
             x = self._trunk(self._embed(torch.cat([past, new], dim=1), actions[:, : t + 1]))[0][:, -1]
         x = torch.gather(x, 1, positions[..., None].expand(-1, -1, x.shape[-1]))  # (b m e)
         return self.head(self.norm(x))

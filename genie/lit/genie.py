@@ -22,11 +22,11 @@ import lightning as L
 import torch
 
 from genie.action import LatentAction
-from genie.data import Clip, to_frames
+from genie.data import Clip
 from genie.dynamics import DynamicsModel
 from genie.lit.checkpoints import CheckpointError, store_network
 from genie.lit.fast import adamw, compile_methods
-from genie.lit.images import save_png
+from genie.lit.images import pair_grid, save_png
 from genie.lit.schedule import warmup_cosine_scheduler
 from genie.metrics import codebook_usage_from_counts, contingency_table, count_ids, nmi_from_contingency, psnr
 from genie.tokenizer import VideoTokenizer
@@ -168,12 +168,10 @@ class GenieTraining(L.LightningModule):
         if self.trainer.sanity_checking or not self.trainer.is_global_zero:
             return
         n = min(hp.image_frames, video.shape[2])
-        real, rec = to_frames(video[:4, :, -n:]).cpu(), to_frames(fake[:4, :, -n:]).cpu()  # (b t h w c)
-        rows = [torch.cat(list(x[i]), dim=1) for i in range(len(real)) for x in (real, rec)]
         logger = self.logger
         if logger is not None and logger.log_dir:
             name = f"{stage}_next_frame_step{self.global_step:07d}.png"  # last column: generated
-            save_png(Path(logger.log_dir) / "images" / name, torch.cat(rows, dim=0).numpy())
+            save_png(Path(logger.log_dir) / "images" / name, pair_grid(video[:, :, -n:], fake[:, :, -n:]))
 
     def on_validation_epoch_start(self) -> None:
         self.action_counts.zero_()

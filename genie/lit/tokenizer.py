@@ -13,10 +13,10 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from genie.data import Clip, to_frames
+from genie.data import Clip
 from genie.lit.checkpoints import store_network
 from genie.lit.fast import adamw, compile_methods
-from genie.lit.images import save_png
+from genie.lit.images import pair_grid, save_png
 from genie.lit.schedule import warmup_cosine_scheduler
 from genie.metrics import CodebookCounter, codebook_usage_from_counts, psnr, ssim
 from genie.tokenizer import VideoTokenizer
@@ -149,9 +149,7 @@ class TokenizerTraining(L.LightningModule):
         if self.trainer.sanity_checking or not self.trainer.is_global_zero:
             return
         k = self.hparams.image_frames
-        real, fake = to_frames(video[:4, :, :k]).cpu(), to_frames(rec[:4, :, :k]).cpu()  # (b t h w c)
-        rows = [torch.cat(list(x[i]), dim=1) for i in range(len(real)) for x in (real, fake)]  # (h, t*w, c)
-        grid = torch.cat(rows, dim=0).numpy()
+        grid = pair_grid(video[:, :, :k], rec[:, :, :k])
         logger = self.logger
         if logger is not None and hasattr(logger.experiment, "add_image"):  # TensorBoard
             logger.experiment.add_image(f"{stage}/reconstruction", grid, self.global_step, dataformats="HWC")
