@@ -108,17 +108,15 @@ def _training(table: Table, stage: str, preset: str, batch: int, r: dict, peak: 
 
 
 def play_rows(table: Table, args: argparse.Namespace) -> None:
-    rows = [  # name, preset, frames, cache, compile
-        ("tiny", "genie.tiny.yaml", args.play_frames, True, False),
-        ("tiny, compiled", "genie.tiny.yaml", args.play_frames, True, True),
-        ("tiny, no KV cache", "genie.tiny.yaml", max(2, args.play_frames // 4), False, False),
-        ("App. F", "genie.yaml", args.full_play_frames, True, False),
-        ("App. F, compiled", "genie.yaml", args.full_play_frames, True, True),
-    ]
-    for name, preset, frames, cache, compile in rows:
-        if compile and args.no_compile_play:
-            continue
-        r = bench_play.measure(preset, frames, 25, args.device, cache, compile, repeats=3 if frames >= 8 else 1)
+    tiny = {"tiny": {"compile": False}, "tiny, compiled": {"compile": True}}  # timed in turn: a fair ratio
+    full = {"App. F": {"compile": False}, "App. F, compiled": {"compile": True}}
+    if args.no_compile_play:
+        tiny, full = dict(list(tiny.items())[:1]), dict(list(full.items())[:1])
+    rows = bench_play.measure_variants("genie.tiny.yaml", tiny, args.play_frames, 25, args.device, repeats=3)
+    rows["tiny, no KV cache"] = bench_play.measure("genie.tiny.yaml", max(2, args.play_frames // 4), 25, args.device,
+                                                   use_cache=False)  # fmt: skip
+    rows |= bench_play.measure_variants("genie.yaml", full, args.full_play_frames, 25, args.device)
+    for name, r in rows.items():
         table.add("play", name, "World.step", r["fps"], "frames/s")
 
 

@@ -25,6 +25,7 @@ The blocks of a round see the cache with fixed shapes (`FixedKV`), so `compile_r
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 from typing import NamedTuple
 
@@ -36,6 +37,8 @@ from torch import nn
 from genie import maskgit
 from genie.attention import FixedKV, SpaceTimeBlock, TimeKV
 from genie.blueprint import Blueprint, BlueprintError, Stack
+
+log = logging.getLogger(__name__)
 
 # The seed README's example: 4 ST blocks of width 256.
 DYNAMICS_DESC: Blueprint = (("space-time_attn", {"n_rep": 4, "n_embd": 256, "n_head": 4, "d_head": 16}),)
@@ -239,13 +242,24 @@ class DynamicsModel(nn.Module):
         """
         t, h = past.shape[1], past.shape[2]
         if fixed is not None:
-            round_fn = self._compiled_round or self._round_eager
-            x = round_fn(frame, fixed[1], fixed[0])  # (b s e)
+            x = self._round(frame, fixed[1], fixed[0])  # (b s e)
         else:
             new = rearrange(frame, "b (h w) -> b 1 h w", h=h)
             x = self._trunk(self._embed(torch.cat([past, new], dim=1), actions[:, : t + 1]))[0][:, -1]
         x = torch.gather(x, 1, positions[..., None].expand(-1, -1, x.shape[-1]))  # (b m e)
         return self.head(self.norm(x))
+
+    def _round(self, frame: torch.Tensor, placement: torch.Tensor, past: list[FixedKV]) -> torch.Tensor:
+        """`_round_eager`, compiled when `compile_rounds` was called and compiling works here."""
+        if self._compiled_round is not None:
+            try:
+                return self._compiled_round(frame, placement, past)
+            except Exception as e:  # e.g. no C++ compiler for inductor: the same round, uncompiled
+                first = (str(e).strip().splitlines() or [""])[0][:200]
+                log.warning("torch.compile of the MaskGIT round failed (%s: %s); running it uncompiled",
+                            type(e).__name__, first)  # fmt: skip
+                self._compiled_round = None
+        return self._round_eager(frame, placement, past)
 
     def _round_eager(self, frame: torch.Tensor, placement: torch.Tensor, past: list[FixedKV]) -> torch.Tensor:
         """Features `(b s e)` of a partly masked new frame `(b s)` over the cached past frames.
@@ -268,6 +282,11 @@ class DynamicsModel(nn.Module):
         """
         self._compiled_round = torch.compile(self._round_eager, mode=mode, dynamic=False, fullgraph=True)
         return self
+
+    @property
+    def compiled(self) -> bool:
+        """Whether MaskGIT rounds run compiled (`compile_rounds` called and not fallen back)."""
+        return self._compiled_round is not None
 
     def _check_tokens(self, tokens: torch.Tensor) -> None:
         if tokens.dim() != 4 or tokens.is_floating_point():

@@ -6,17 +6,25 @@
     GET /info              JSON: number of actions, their keys, frame size
 
 The page sends a step per key press and, while a key is held, the next step as soon as the
-previous frame arrives, so holding a key plays at the model's frame rate. Steps are
-serialised (one world, one lock). Response headers carry the frame number and the
-generation time (`X-Frame`, `X-Step-Ms`). Only 127.0.0.1 is served: the model runs code
-paths nobody should expose to a network.
+previous frame arrives, so holding a key plays at the model's frame rate. Response headers
+carry the frame number and the generation time (`X-Frame`, `X-Step-Ms`). Only 127.0.0.1 is
+served: the model runs code paths nobody should expose to a network.
+
+Threads: HTTP requests arrive on threads of their own, but the model runs on one thread, the
+one that first used it (`work_forever`; `serve` runs it on the main thread). PyTorch's CPU
+thread pool (OpenMP) belongs to the thread that started it, and ops issued from another
+thread ran 2-3x slower on the 2-core CPU (a 256x64 @ 64x192 matmul: 44 us on the main thread,
+116 us from a second one). One model thread also serialises the steps of the one world.
 """
 
 from __future__ import annotations
 
 import json
+import queue
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
@@ -40,18 +48,38 @@ class PlayServer(ThreadingHTTPServer):
             raise ValueError(f"{world.num_actions} latent actions, but keys for only {len(KEYS)}")
         super().__init__(("127.0.0.1", port), _Handler)
         self.world, self.image, self.upscale = world, image, upscale
-        self.lock = threading.Lock()
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()  # (fn, args, future) for the model thread
+        self.worker: int | None = None  # the thread running work_forever
         self.reset()
 
+    def work_forever(self, stop: threading.Event | None = None) -> None:
+        """Run the requests' model work on this thread, until `stop` is set (or Ctrl-C)."""
+        self.worker = threading.get_ident()
+        while stop is None or not stop.is_set():
+            try:
+                fn, args, done = self.jobs.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            try:
+                done.set_result(fn(*args))
+            except Exception as e:  # handed to the request that asked, which answers with it
+                done.set_exception(e)
+
+    def on_model_thread(self, fn: Callable, *args):
+        """`fn(*args)`, run by the thread in `work_forever` (directly when called from it)."""
+        if threading.get_ident() == self.worker:
+            return fn(*args)
+        done: Future = Future()
+        self.jobs.put((fn, args, done))
+        return done.result()
+
     def reset(self) -> bytes:
-        with self.lock:
-            return self._png(self.world.reset(self.image))
+        return self._png(self.world.reset(self.image))
 
     def step(self, action: int) -> tuple[bytes, float]:
-        with self.lock:
-            start = time.perf_counter()
-            frame = self.world.step(action)
-            return self._png(frame), (time.perf_counter() - start) * 1000
+        start = time.perf_counter()
+        frame = self.world.step(action)
+        return self._png(frame), (time.perf_counter() - start) * 1000
 
     def info(self) -> dict:
         h, w = self.world.frame_shape
@@ -73,10 +101,11 @@ class _Handler(BaseHTTPRequestHandler):
             elif url.path == "/info":
                 self._send(json.dumps(self.server.info()).encode(), "application/json")
             elif url.path == "/reset":
-                self._send(self.server.reset(), "image/png", {"X-Frame": str(self.server.world.frames)})
+                png = self.server.on_model_thread(self.server.reset)
+                self._send(png, "image/png", {"X-Frame": str(self.server.world.frames)})
             elif url.path == "/step":
                 action = int(parse_qs(url.query).get("action", ["x"])[0])
-                png, ms = self.server.step(action)
+                png, ms = self.server.on_model_thread(self.server.step, action)
                 self._send(png, "image/png", {"X-Frame": str(self.server.world.frames), "X-Step-Ms": f"{ms:.1f}"})
             else:
                 self.send_error(HTTPStatus.NOT_FOUND)
@@ -98,15 +127,24 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def serve(world: World, image: torch.Tensor, port: int = 8000) -> int:
-    """Serve until Ctrl-C; returns an exit status."""
+    """Serve until Ctrl-C, the model on this thread; returns an exit status."""
     server = PlayServer(world, image, port)
+    if world.dynamics.compiled:  # compile now, not at the first key press
+        print("compiling the MaskGIT round (once: 5-20 s on a CPU; --no-compile skips)...", flush=True)
+        start = time.perf_counter()
+        server.step(0)
+        server.reset()
+        state = "compiled" if world.dynamics.compiled else "compiling failed, uncompiled"
+        print(f"ready in {time.perf_counter() - start:.0f} s ({state})")
     keys = ", ".join(f"{k} = action {i}" for i, k in enumerate(KEYS[: world.num_actions]))
     print(f"playing on http://127.0.0.1:{server.server_address[1]}/  ({keys}; r = reset; Ctrl-C stops)")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        server.serve_forever()
+        server.work_forever()
     except KeyboardInterrupt:
         pass
     finally:
+        server.shutdown()
         server.server_close()
     return 0
 

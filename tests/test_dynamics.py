@@ -137,6 +137,29 @@ def test_compiled_rounds_generate_the_same_frames_with_one_graph_for_every_cache
     assert torch.equal(compiled, eager)
 
 
+def test_a_round_that_fails_to_compile_falls_back_to_the_same_frames_uncompiled(caplog):
+    """Inductor needs a C++ compiler on a CPU; without one play must go on, uncompiled, with one warning."""
+    model = small().eval()
+    tokens, acts = torch.randint(0, 16, (2, 1, 4, 4)), torch.randint(0, 4, (2, 2))
+    eager = model.generate(tokens, acts, steps=4, temperature=0.0, num_frames=2)
+    calls = []
+
+    def broken(*args):
+        calls.append(1)
+        raise RuntimeError("InductorError: no working C++ compiler found\nlong trace")
+
+    model._compiled_round = broken  # what compile_rounds sets, failing as a missing compiler would
+    assert model.compiled
+    with caplog.at_level("WARNING", logger="genie.dynamics"):
+        fallen = model.generate(tokens, acts, steps=4, temperature=0.0, num_frames=2)
+    assert torch.equal(fallen, eager)
+    assert not model.compiled and len(calls) == 1  # tried once, not at every round
+    assert [r.getMessage() for r in caplog.records] == [
+        "torch.compile of the MaskGIT round failed (RuntimeError: InductorError: no working C++ compiler found);"
+        " running it uncompiled"
+    ]
+
+
 def test_generation_beyond_max_frames_is_refused():
     model = small(max_frames=4)
     with pytest.raises(ValueError, match="max_frames"):

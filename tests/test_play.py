@@ -253,9 +253,16 @@ def test_resized_image_warns_once_and_no_checkpoint_says_what_to_pass(synthetic,
 
 # --- interactive ---
 def test_interactive_server_answers_key_presses_with_frames_that_follow_the_action(synthetic):
-    server = PlayServer(_world(synthetic), _prompt(synthetic), port=0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    world = _world(synthetic)
+    server = PlayServer(world, _prompt(synthetic), port=0)
+    stop = threading.Event()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    model_thread = threading.Thread(target=server.work_forever, args=(stop,), daemon=True)
+    model_thread.start()
+    ran_on = []  # every request's model work runs on the one model thread, not the request's own
+    for name in ("step", "reset"):
+        method = getattr(world, name)
+        setattr(world, name, lambda *a, _m=method: ran_on.append(threading.get_ident()) or _m(*a))
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
         page = urllib.request.urlopen(base + "/").read().decode()
@@ -273,9 +280,38 @@ def test_interactive_server_answers_key_presses_with_frames_that_follow_the_acti
         with pytest.raises(urllib.error.HTTPError) as bad:
             urllib.request.urlopen(f"{base}/step?action={ACTIONS}")
         assert bad.value.code == 400
+        assert len(ran_on) == 2 * ACTIONS + 1 and set(ran_on) == {model_thread.ident}
     finally:
+        stop.set()
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize(
+    "flags, compiled",
+    [([], False), (["--interactive"], True), (["--interactive", "--no-compile"], False), (["--compile"], True)],
+)
+def test_interactive_play_compiles_its_rounds_by_default_and_a_file_does_not(flags, compiled):
+    assert play_cli.parse_args(flags).compile is compiled
+
+
+def test_serve_compiles_before_the_first_key_press_and_plays_on_if_compiling_fails(synthetic, monkeypatch, capsys):
+    from genie import serve as serve_module
+
+    world = _world(synthetic)
+    calls = []
+
+    def broken(*args):  # as torch.compile fails with no C++ compiler: at the first round
+        calls.append(1)
+        raise RuntimeError("no working C++ compiler")
+
+    world.dynamics._compiled_round = broken
+    steps = []
+    monkeypatch.setattr(serve_module.PlayServer, "work_forever", lambda self: steps.append(world.frames))
+    assert serve_module.serve(world, _prompt(synthetic), port=0) == 0
+    out = capsys.readouterr().out
+    assert "compiling the MaskGIT round" in out and "(compiling failed, uncompiled)" in out
+    assert calls == [1] and steps == [1]  # warmed up, then back at the prompt when serving starts
 
 
 # --- evaluation ---
