@@ -39,7 +39,11 @@ KEYS = "1234567890qwertyuiop"  # key i plays latent action i
 
 
 class PlayServer(ThreadingHTTPServer):
-    """HTTP server around one `World`; `port=0` picks a free port (`server_address[1]`)."""
+    """HTTP server around one `World`; `port=0` picks a free port (`server_address[1]`).
+
+    Requests need a model thread: run `serve_forever` on one thread and `work_forever` on the
+    thread that owns the model (`serve` does both).
+    """
 
     daemon_threads = True
 
