@@ -277,7 +277,7 @@ class DynamicsModel(nn.Module):
         """`torch.compile` the part of a MaskGIT round that runs the blocks (`_round_eager`).
 
         Its shapes are fixed, so one graph serves every round and frame of a rollout (compiled
-        on the first, in tens of seconds on a CPU). `mode="reduce-overhead"` adds CUDA graphs on
+        on the first, in 5-20 s on a 2-core CPU). `mode="reduce-overhead"` adds CUDA graphs on
         a GPU: 25 rounds a frame are then not bound by kernel launches (issue #6).
         """
         self._compiled_round = torch.compile(self._round_eager, mode=mode, dynamic=False, fullgraph=True)

@@ -13,8 +13,9 @@ served: the model runs code paths nobody should expose to a network.
 Threads: HTTP requests arrive on threads of their own, but the model runs on one thread, the
 one that first used it (`work_forever`; `serve` runs it on the main thread). PyTorch's CPU
 thread pool (OpenMP) belongs to the thread that started it, and ops issued from another
-thread ran 2-3x slower on the 2-core CPU (a 256x64 @ 64x192 matmul: 44 us on the main thread,
-116 us from a second one). One model thread also serialises the steps of the one world.
+thread ran 2-3x slower on the 2-core CPU (`python bench/bench_threads.py`: a 256x64 @ 64x192
+matmul 45-52 us on the main thread, 130-141 us from a second one; `World.step` of the tiny
+preset 14-16 vs 6.5-6.9 frames/s). One model thread also serialises the steps of the one world.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ class World:
         generator: random generator of the sampling (for reproducible rollouts).
         frame_shape: (H, W) of the frames the models were trained on.
         compile: `torch.compile` the blocks of a MaskGIT round (`DynamicsModel.compile_rounds`),
-            with CUDA graphs on a GPU; the first frame then takes tens of seconds longer.
+            with CUDA graphs on a GPU; the first frame then takes 5-20 s longer on a CPU.
     """
 
     def __init__(
