@@ -8,6 +8,13 @@ Writes `<out>/report.json` (see `genie.evaluation` for every number), `confusion
 and `samples.gif` (real | reconstruction | rollout from frame 0). FVD is computed only with
 `--i3d <i3d_torchscript.pt>` (local weights; nothing is downloaded) and reported as not
 computed otherwise.
+
+Without `--checkpoint` it evaluates the tokenizer alone, on `--clips` held-out clips of
+`--clip_frames` frames: `<out>/tokenizer_report.json` (PSNR, SSIM, code usage and perplexity,
+and the average-pooling baselines a tokenizer must beat) and `tokenizer_grid.png` (real frames
+above their reconstructions, 3x upscaled).
+
+    python evaluate.py --tokenizer_checkpoint checkpoints/tokenizer.tiny/last.ckpt --out eval/tokenizer
 """
 
 from __future__ import annotations
@@ -21,27 +28,31 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from einops import rearrange
 from tqdm import tqdm
 
 from genie.action import LatentAction
-from genie.data import VideoDataModule, to_clip
+from genie.data import VideoDataModule, to_clip, to_frames
 from genie.dynamics import DynamicsModel
-from genie.evaluation import Evaluator, fvd
+from genie.evaluation import Evaluator, evaluate_tokenizer, fvd
 from genie.lit.checkpoints import CheckpointError
+from genie.lit.images import save_png
 from genie.media import tile, upscale, write_video
 from genie.plots import confusion_plot, horizon_plot
+from genie.tokenizer import VideoTokenizer
 from genie.world import load_world
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="evaluate.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, help="genie.py fit checkpoint (LAM + dynamics)")
+    p.add_argument("--checkpoint", help="genie.py fit checkpoint (LAM + dynamics); without it, the tokenizer alone")
     p.add_argument("--tokenizer_checkpoint", required=True, help="the tokenizer it was trained on")
     p.add_argument("--root", default="./data", help="data root of sample.py / split.py")
     p.add_argument("--env_name", default="Coinrun")
     p.add_argument("--split", default="test", choices=("val", "test"), help="held-out levels (default: test)")
     p.add_argument("--clips", type=int, default=64, help="clips evaluated, spread evenly over the split")
     p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--clip_frames", type=int, default=4, help="frames per clip when evaluating the tokenizer alone")
     p.add_argument("--horizon", type=int, help="frames per rollout (default: the models' max_frames - 1)")
     p.add_argument("--steps", type=int, default=25, help="MaskGIT rounds per frame")
     p.add_argument("--temperature", type=float, default=1.0)
@@ -59,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     except (CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"evaluate.py: error: {e}", file=sys.stderr)
         return 2
+    if not args.checkpoint:
+        print(f"tokenizer PSNR {report['psnr']} dB, SSIM {report['ssim']}, codes used {report['codebook_usage']:.1%}, "
+              f"perplexity {report['codebook_perplexity']}; average pooling 2x2 / 4x4 / 8x8: "
+              f"{report['avg_pool_2x2_psnr']} / {report['avg_pool_4x4_psnr']} / {report['avg_pool_8x8_psnr']} dB")
+        print(f"wrote {args.out}/tokenizer_report.json, tokenizer_grid.png")
+        return 0
     d, t = report["dynamics"], report["tokenizer"]
     print(f"tokenizer PSNR {t['psnr']} dB, SSIM {t['ssim']}; teacher-forced PSNR {d['teacher_forced_psnr']} dB; "
           f"rollout PSNR by t {d['rollout_psnr_by_horizon']}; NMI {report['lam']['nmi_true_actions']}")  # fmt: skip
@@ -68,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
+    if not args.checkpoint:
+        return run_tokenizer(args, start)
     world = load_world(args.checkpoint, args.tokenizer_checkpoint, args.device)  # checks they belong together
     lam = LatentAction.from_checkpoint(args.checkpoint, map_location=args.device).to(args.device)
     dynamics: DynamicsModel = world.dynamics
@@ -92,11 +111,7 @@ def run(args: argparse.Namespace) -> dict:
     report["setup"] = {**{k: v for k, v in vars(args).items() if k != "out"}, "horizon": horizon,
                        "clip_frames": horizon + 1, "seconds": round(time.perf_counter() - start, 1),
                        "torch": torch.__version__}  # fmt: skip
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".report.{os.getpid()}.json"
-    tmp.write_text(json.dumps(report, indent=1))
-    tmp.replace(out / "report.json")
+    out = _write_report(report, Path(args.out), "report.json")
     confusion_plot(np.array(report["lam"]["contingency"]), out / "confusion.png", names)
     d = report["dynamics"]
     curves = {
@@ -108,6 +123,32 @@ def run(args: argparse.Namespace) -> dict:
     rows = [tile(example) for example in ev.examples]  # each: real | reconstruction | rollout
     write_video(out / "samples.gif", upscale(np.concatenate(rows, axis=1), 3), fps=4)
     return report
+
+
+def run_tokenizer(args: argparse.Namespace, start: float) -> dict:
+    tokenizer = VideoTokenizer.from_checkpoint(args.tokenizer_checkpoint, map_location=args.device).to(args.device)
+    dm = VideoDataModule(args.root, args.env_name, args.clip_frames, args.batch_size, num_workers=0,
+                         eval_clips=args.clips)  # fmt: skip
+    loader = dm.test_dataloader() if args.split == "test" else dm.val_dataloader()
+    if len(loader.dataset) == 0:
+        raise ValueError(f"the {args.split} split of {dm.dir} has no clip of {args.clip_frames} frames")
+    videos = (to_clip(b).video.to(args.device) for b in tqdm(loader, desc=f"tokenizer on {args.split}", disable=None))
+    report, grid = evaluate_tokenizer(tokenizer, videos)
+    report["setup"] = {**{k: v for k, v in vars(args).items() if k not in ("out", "checkpoint")},
+                       "seconds": round(time.perf_counter() - start, 1), "torch": torch.__version__}  # fmt: skip
+    out = _write_report(report, Path(args.out), "tokenizer_report.json")
+    rows = rearrange(to_frames(grid), "r n h w c -> (r h) (n w) c").numpy()  # real row over reconstruction row
+    save_png(out / "tokenizer_grid.png", upscale(rows, 3))
+    return report
+
+
+def _write_report(report: dict, out: Path, name: str) -> Path:
+    """`report` as `out/name`, written atomically (temp file, then rename)."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{name}.{os.getpid()}"
+    tmp.write_text(json.dumps(report, indent=1))
+    tmp.replace(out / name)
+    return out
 
 
 def _fvd(i3d: str | None, real: list[torch.Tensor], fake: list[torch.Tensor], device: str) -> dict:

@@ -2,12 +2,12 @@
 
     python bench/bench_tokenizer.py [--batch 2] [--steps 3] [--device cpu|cuda]
 
-For each preset (config/tokenize.tiny.yaml and the App. F CoinRun config/tokenize.yaml) it
+For each preset (the tiny per-frame and MagViT-style CPU presets, and the App. F CoinRun
+config/tokenize.yaml) it
 builds the VideoTokenizer from the YAML, counts the FLOPs of one training step (forward +
 backward, `torch.utils.flop_counter`), times `--steps` steps of forward, backward and an
 AdamW update on random clips, and divides. The peak is a large matmul measured in the
-same run (fp32 on CPU, bf16 on GPU). Target (issue #3): CoinRun config >= 25 % of peak on
-the CPU.
+same run (fp32 on CPU, bf16 on GPU). Targets on the CPU: see TARGETS.
 """
 
 from __future__ import annotations
@@ -26,6 +26,11 @@ sys.path.insert(0, str(REPO))
 
 from genie.lit.fast import adamw, compile_methods  # noqa: E402
 from genie.tokenizer import VideoTokenizer  # noqa: E402
+
+
+# Fractions of the matmul peak a CPU training step should reach: the per-frame tiny preset runs
+# its convolutions as 2D kernels; the App. F preset is large enough to keep the cores busy.
+TARGETS = {"tokenize.tiny.yaml": 0.40, "tokenize.yaml": 0.25}
 
 
 def matmul_peak(device: str, dtype: torch.dtype, n: int = 4096, reps: int = 10) -> float:
@@ -48,6 +53,11 @@ def _sync(device: str) -> None:
 def build(config: Path) -> tuple[VideoTokenizer, int]:
     cfg = yaml.safe_load(config.read_text())
     return VideoTokenizer(**cfg["model"]["tokenizer"]["init_args"]), cfg["data"]["num_frames"]
+
+
+def preset_batch(config: Path) -> int:
+    """Clips per training step of a preset (its `data.batch_size`)."""
+    return int(yaml.safe_load(config.read_text())["data"]["batch_size"])
 
 
 def train_step(tok: VideoTokenizer, opt: torch.optim.Optimizer, video: torch.Tensor, autocast: bool) -> None:
@@ -88,7 +98,7 @@ def measure(config: Path, batch: int, steps: int, device: str, compile: bool = F
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--batch", type=int, default=2, help="clips per step (App. F uses 48; CPU runs use fewer)")
+    p.add_argument("--batch", type=int, default=2, help="clips per step of tokenize.yaml (App. F uses 48)")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
@@ -96,16 +106,18 @@ def main() -> int:
     peak = matmul_peak(args.device, dtype)
     print(f"device {args.device} ({torch.get_num_threads()} threads), matmul peak {peak / 1e9:,.0f} GFLOP/s ({dtype})")
     ok = True
-    for name in ("tokenize.tiny.yaml", "tokenize.yaml"):
-        r = measure(REPO / "config" / name, args.batch, args.steps, args.device)
+    for name in ("tokenize.tiny.yaml", "tokenize.tiny.magvit.yaml", "tokenize.yaml"):
+        batch = args.batch if name == "tokenize.yaml" else preset_batch(REPO / "config" / name)
+        r = measure(REPO / "config" / name, batch, args.steps, args.device)
         mfu = r["flops_per_s"] / peak
         print(
-            f"  {name:<20} batch {args.batch} x {r['frames']} frames: {r['frames_per_s']:8.1f} frames/s, "
+            f"  {name:<26} batch {batch} x {r['frames']} frames: {r['frames_per_s']:8.1f} frames/s, "
             f"{r['step_s']:6.2f} s/step, {r['flops_per_s'] / 1e9:8.1f} GFLOP/s = {mfu:5.1%} of peak"
         )
-        if name == "tokenize.yaml" and args.device == "cpu":
-            ok = mfu >= 0.25
-    print("target met (CoinRun config >= 25% of peak)" if ok else "TARGET MISSED")
+        if args.device == "cpu" and name in TARGETS:
+            ok = ok and mfu >= TARGETS[name]
+    targets = ", ".join(f"{n} >= {t:.0%}" for n, t in TARGETS.items())
+    print(f"targets met ({targets} of peak)" if ok else f"TARGET MISSED ({targets} of peak)")
     return 0 if ok else 1
 
 

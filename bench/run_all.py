@@ -92,10 +92,14 @@ def data_rows(table: Table, levels: int, timeout: int, workers: int) -> None:
 
 
 def training_rows(table: Table, args: argparse.Namespace, peak: float) -> None:
-    for preset, batch in (("tokenize.tiny.yaml", args.tiny_batch), ("tokenize.yaml", args.tokenizer_batch)):
+    tokenizers = (("tokenize.tiny.yaml", args.tiny_batch), ("tokenize.tiny.magvit.yaml", args.tiny_batch),
+                  ("tokenize.yaml", args.tokenizer_batch))  # fmt: skip
+    for preset, batch in tokenizers:
+        batch = batch or bench_tokenizer.preset_batch(REPO / "config" / preset)
         r = bench_tokenizer.measure(REPO / "config" / preset, batch, args.steps, args.device, args.compile)
         _training(table, "tokenizer", preset, batch, r, peak)
     for preset, batch in (("genie.tiny.yaml", args.tiny_batch), ("genie.yaml", args.genie_batch)):
+        batch = batch or bench_tokenizer.preset_batch(REPO / "config" / preset)
         r = bench_genie.measure_training(preset, batch, 16, args.steps, args.device, args.compile)
         _training(table, "stage 2", preset, batch, r, peak)
 
@@ -126,7 +130,7 @@ def main() -> int:
     p.add_argument("--device", default="cuda" if gpu else "cpu")
     p.add_argument("--compile", action="store_true", help="torch.compile the training steps' loss functions")
     p.add_argument("--steps", type=int, default=3, help="timed training steps per row")
-    p.add_argument("--tiny-batch", type=int, default=8, help="clips per step of the tiny presets")
+    p.add_argument("--tiny-batch", type=int, help="clips per step of the tiny presets (default: each preset's own)")
     p.add_argument("--tokenizer-batch", type=int, help="clips per step, tokenize.yaml (default: 48 GPU / 2 CPU)")
     p.add_argument("--genie-batch", type=int, help="clips per step, genie.yaml (default: 36 GPU / 1 CPU)")
     p.add_argument("--play-frames", type=int, default=24, help="timed frames of the tiny play rows")

@@ -5,7 +5,7 @@ Shape legend: b batch, c channels, t frames, h w height/width. Every block maps 
 
 Causality (Genie needs frame t's tokens to depend on frames <= t only, so one prompt
 image tokenizes on its own): convolutions pad time on the past side only, and norms are
-per frame (a GroupNorm over the time axis would leak the future; PITFALLS). Temporal
+per frame (a GroupNorm over the time axis would leak the future). Temporal
 down-sampling pools groups of frames, so a token depends on the frames of its own group
 and earlier ones.
 """
@@ -39,6 +39,26 @@ class FrameGroupNorm(nn.GroupNorm):
         t = x.shape[2]
         y = super().forward(rearrange(x, "b c t h w -> (b t) c h w"))
         return rearrange(y, "(b t) c h w -> b c t h w", t=t)
+
+
+def frame_conv(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
+    """A Conv3d whose kernel has time extent 1 and time stride 1, run as a 2D conv over (b t)
+    frames (the same sums). CPU 3D convolution (mkldnn / slow_conv3d) runs such per-frame
+    kernels several times slower than the 2D kernels do (bench/bench_tokenizer.py)."""
+    t = x.shape[2]
+    pad = conv.padding[1:] if isinstance(conv.padding, tuple) else conv.padding
+    y = F.conv2d(rearrange(x, "b c t h w -> (b t) c h w"), conv.weight[:, :, 0], conv.bias, conv.stride[1:], pad)
+    return rearrange(y, "(b t) c h w -> b c t h w", t=t)
+
+
+class PointwiseConv3d(nn.Conv3d):
+    """1x1x1 convolution (skips, quantizer projections), computed per frame as a 2D conv."""
+
+    def __init__(self, in_channels: int, out_channels: int, bias: bool = True):
+        super().__init__(in_channels, out_channels, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return frame_conv(self, x)
 
 
 class CausalConv3d(nn.Module):
@@ -78,6 +98,8 @@ class CausalConv3d(nn.Module):
         if stream is not None and self.time_pad[0]:
             stream[self] = x[:, :, -self.time_pad[0] :]
         conv = self.conv
+        if conv.kernel_size[0] == 1 and conv.stride[0] == 1:  # a per-frame kernel
+            return frame_conv(conv, x)
         if x.shape[2] == conv.kernel_size[0] and conv.stride[0] == 1:  # one output frame (play, prompts):
             # the same sum as a 2D conv over (channel, frame) pairs, which has fast CPU kernels
             # where 3D convolution falls back to a slow path (most of a decoded frame's time).
@@ -118,7 +140,7 @@ class FrameStream:
 
 class BlurPool(nn.Module):
     """Anti-aliased spatial down-sampling (Zhang 2019): a binomial [1, 2, 1] blur, then stride.
-    Depthwise, one kernel per channel: a dense blur would make every channel identical (PITFALLS)."""
+    Depthwise, one kernel per channel: a dense blur would make every output channel identical."""
 
     def __init__(self, channels: int, factor: int = 2):
         super().__init__()
@@ -188,7 +210,7 @@ class ResidualBlock(nn.Module):
         self.conv1 = CausalConv3d(in_channels, out_channels, kernel_size, causal=use_causal)
         self.norm2 = FrameGroupNorm(num_groups, out_channels)
         self.conv2 = CausalConv3d(out_channels, out_channels, kernel_size, causal=use_causal)
-        self.skip = nn.Conv3d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+        self.skip = PointwiseConv3d(in_channels, out_channels) if in_channels != out_channels else nn.Identity()
         t, s = _factors(downsample)
         self.down = Downsample(in_channels, t, s, use_blur) if (t, s) != (1, 1) else nn.Identity()
 
@@ -220,6 +242,23 @@ class SpaceTimeDownsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
+
+
+class Patchify(nn.Module):
+    """Space-to-depth, then a per-frame linear map: each `patch_size` x `patch_size` pixel patch
+    becomes one position of `out_channels` features (a ViT patch embedding; MagViT-2 reaches the
+    token grid with strided residual stages instead). Starting an encoder with it runs every
+    later block at the token resolution, `patch_size**2` times fewer positions than pixels."""
+
+    def __init__(self, in_channels: int, out_channels: int, patch_size: int = 4):
+        super().__init__()
+        self.in_channels, self.out_channels, self.p = in_channels, out_channels, patch_size
+        self.time_factor, self.space_factor = 1.0, 1 / patch_size
+        self.proj = CausalConv3d(in_channels * patch_size**2, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        patches = rearrange(x, "b c t (h ph) (w pw) -> b (c ph pw) t h w", ph=self.p, pw=self.p)
+        return self.proj(patches)
 
 
 class SpaceTimeUpsample(nn.Module):

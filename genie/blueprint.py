@@ -22,7 +22,14 @@ import torch
 from torch import nn
 
 from genie.attention import SpaceTimeBlock
-from genie.blocks import CausalConvBlock, ProjOut, ResidualBlock, SpaceTimeDownsample, SpaceTimeUpsample
+from genie.blocks import (
+    CausalConvBlock,
+    Patchify,
+    ProjOut,
+    ResidualBlock,
+    SpaceTimeDownsample,
+    SpaceTimeUpsample,
+)
 
 BLOCKS: dict[str, type[nn.Module]] = {
     "causal": CausalConvBlock,
@@ -30,6 +37,7 @@ BLOCKS: dict[str, type[nn.Module]] = {
     "spacetime_downsample": SpaceTimeDownsample,
     "spacetime_upsample": SpaceTimeUpsample,
     "proj_out": ProjOut,
+    "patchify": Patchify,
     "space-time_attn": SpaceTimeBlock,
 }
 

@@ -29,6 +29,8 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from einops import rearrange
 
 from genie.action import LatentAction
 from genie.data import to_frames
@@ -215,3 +217,53 @@ def fvd(detector: torch.nn.Module, real: torch.Tensor, fake: torch.Tensor) -> fl
     if any(f.shape[0] < 2 for f in feats):
         return math.nan
     return frechet_distance(feats[0], feats[1])
+
+
+# --- the tokenizer alone ---
+POOL_FACTORS = (2, 4, 8)  # no-learning baselines: average k x k blocks, upsample bilinearly
+
+
+def pooled(video: torch.Tensor, k: int) -> torch.Tensor:
+    """`video (b c T H W)` with each frame's k x k pixel blocks averaged and bilinearly upsampled
+    back: what a tokenizer must beat to have learned anything at that down-sampling."""
+    T = video.shape[2]
+    frames = rearrange(video, "b c t h w -> (b t) c h w")
+    small = F.avg_pool2d(frames, k)
+    back = F.interpolate(small, size=frames.shape[-2:], mode="bilinear", align_corners=False)
+    return rearrange(back, "(b t) c h w -> b c t h w", t=T)
+
+
+@torch.no_grad()
+def evaluate_tokenizer(tokenizer: VideoTokenizer, batches, grid_frames: int = 8) -> tuple[dict, torch.Tensor]:
+    """Reconstruction of held-out clips: `batches` yields videos `(b c T H W)` in [-1, 1].
+
+    Returns the report (PSNR and SSIM of every frame averaged, code usage and perplexity, and the
+    PSNR of the average-pooling baselines) and `grid (2 c T' H W)`: `grid_frames` real frames
+    (index 0) over their reconstructions (index 1), one frame from each of the first clips.
+    """
+    tokenizer.eval()
+    sums: dict[str, float] = {}
+    frames = 0
+    counts = torch.zeros(tokenizer.codebook_size, dtype=torch.float64)
+    real, fake = [], []
+    for video in batches:
+        tokens = tokenizer.tokenize(video).indices
+        rec = tokenizer.decode(tokens).float().clamp(-1, 1)
+        scores = {"psnr": frame_psnr(rec, video), "ssim": ssim(rec, video)}
+        scores |= {f"avg_pool_{k}x{k}_psnr": frame_psnr(pooled(video, k), video) for k in POOL_FACTORS}
+        for name, value in scores.items():
+            sums[name] = sums.get(name, 0.0) + float(value.double().sum())
+        frames += video.shape[0] * video.shape[2]
+        counts += torch.bincount(tokens.flatten().cpu(), minlength=tokenizer.codebook_size).double()
+        if sum(len(r) for r in real) < grid_frames:
+            real.append(video[:, :, 0].cpu())
+            fake.append(rec[:, :, 0].cpu())
+    if not frames:
+        raise ValueError("no held-out clips to evaluate")
+    usage = codebook_usage_from_counts(counts)
+    report = {name: round(total / frames, 3) for name, total in sums.items()}
+    report |= {"frames": frames, "codebook_size": tokenizer.codebook_size,
+               "codebook_usage": round(float(usage.fraction_used), 4),
+               "codebook_perplexity": round(float(usage.perplexity), 1)}  # fmt: skip
+    pick = lambda xs: rearrange(torch.cat(xs)[:grid_frames], "n c h w -> c n h w")  # noqa: E731
+    return report, torch.stack([pick(real), pick(fake)])

@@ -1,4 +1,6 @@
-"""Lookup-free quantization (LFQ; Yu et al. 2023, "Language Model Beats Diffusion", Sec. 3.1).
+"""The tokenizer's quantizers: lookup-free quantization (LFQ; Yu et al. 2023, "Language Model
+Beats Diffusion", Sec. 3.1), the paper's, and finite scalar quantization (FSQ; Mentzer et al.
+2023, at the end of this file), the CPU preset's.
 
 Shape legend: b batch, t frames, h w token grid, n codebooks, d bits per codebook
 (`d_codebook`), N tokens (b t h w), K = 2**d codes per codebook.
@@ -11,7 +13,7 @@ pass straight through. The auxiliary loss (eq. 5) is
 
 with the soft assignment p(c|z) ∝ exp(-||z - c||^2 / tau). The per-sample entropy is
 pushed down (confident codes) and the codebook entropy pushed *up*: the minus sign raises
-code usage (PITFALLS: the wrong sign drives collapse).
+code usage (with the opposite sign it drives the codebook to collapse).
 
 Memory: p(c|z) over all K codes is N x K (2^18 codes x 8k tokens = 8 GB). It never exists
 here. Because the codes factorize over bits, p(c|z) = prod_i p_i(c_i) with p_i(+1) =
@@ -28,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+
+from genie.blocks import PointwiseConv3d
 
 
 class Quantized(NamedTuple):
@@ -72,6 +76,10 @@ class LFQ(nn.Module):
         frac_sample: fraction of tokens used for the entropy terms (1.0: all).
         commit_weight, entropy_weight, diversity_weight: loss weights (see module docstring).
         temperature: tau of the soft assignment used by the entropy terms.
+        norm: scale each token's bits of each codebook to unit RMS before taking signs. The sign
+            does not change, but z then lives at the scale of the codes {-1, +1}, so the
+            commitment and entropy terms neither shrink z towards 0 nor let it grow without
+            bound (vector-quantize-pytorch found LFQ reconstructs poorly without such a norm).
     """
 
     def __init__(
@@ -86,21 +94,25 @@ class LFQ(nn.Module):
         entropy_weight: float = 0.1,
         diversity_weight: float = 1.0,
         temperature: float = 1.0,
+        norm: bool = False,
     ):
         super().__init__()
         if not 0 < frac_sample <= 1:
             raise ValueError(f"lfq_frac_sample must be in (0, 1], got {frac_sample}")
         self.d, self.n = d_codebook, n_codebook
         self.codebook_size = 2**d_codebook
-        dim = d_codebook * n_codebook  # PITFALLS: the width is bits x codebooks, not the codebook size
-        self.proj_in = nn.Conv3d(in_channels, dim, 1, bias=bias) if in_channels != dim else nn.Identity()
-        self.proj_out = nn.Conv3d(dim, in_channels, 1, bias=bias) if in_channels != dim else nn.Identity()
-        self.frac_sample, self.temperature = frac_sample, temperature
+        dim = d_codebook * n_codebook  # bits x codebooks wide, not codebook-size wide
+        self.proj_in = PointwiseConv3d(in_channels, dim, bias=bias) if in_channels != dim else nn.Identity()
+        self.proj_out = PointwiseConv3d(dim, in_channels, bias=bias) if in_channels != dim else nn.Identity()
+        self.frac_sample, self.temperature, self.norm = frac_sample, temperature, norm
         self.commit_weight, self.entropy_weight, self.diversity_weight = commit_weight, entropy_weight, diversity_weight
         self.register_buffer("powers", 2 ** torch.arange(d_codebook), persistent=False)
 
     def forward(self, z: torch.Tensor) -> Quantized:
         z = self.proj_in(z).float()
+        if self.norm:
+            per_codebook = rearrange(z, "b (n d) t h w -> b n d t h w", n=self.n)
+            z = rearrange(F.rms_norm(per_codebook.movedim(2, -1), (self.d,)).movedim(-1, 2), "b n d t h w -> b (n d) t h w")
         q = torch.where(z > 0, 1.0, -1.0)
         codes = z + (q - z).detach()  # straight-through estimator
         bits = rearrange(z > 0, "b (n d) t h w -> b t h w n d", n=self.n).long()
@@ -125,3 +137,57 @@ class LFQ(nn.Module):
             indices = indices[..., None]
         bits = (indices[..., None] // self.powers) % 2  # (b t h w n d)
         return rearrange(bits.float() * 2 - 1, "b t h w n d -> b (n d) t h w")
+
+
+class FSQ(nn.Module):
+    """Finite scalar quantization (Mentzer et al. 2023, "Finite Scalar Quantization: VQ-VAE Made
+    Simple"): project to `len(levels)` dimensions, bound dimension i to `levels[i]` values with a
+    tanh and round it (straight-through). The codebook is the grid of all combinations,
+    prod(levels) codes, used without any auxiliary loss and without collapse (Sec. 3 of the
+    paper; ~1000 codes is levels [8, 5, 5, 5], Table 1).
+
+    Codes are the rounded values scaled to [-1, 1]; the index of a code reads its digits in the
+    mixed radix `levels` (dimension 0 least significant).
+
+    Args:
+        in_channels: channels of the encoder output; a 1x1x1 projection maps them to
+            `len(levels)` (and another back out) when they differ.
+        levels: values per dimension (each >= 2).
+        bias: bias of the projections.
+    """
+
+    def __init__(self, in_channels: int, levels: list[int] | tuple[int, ...], *, bias: bool = True):
+        super().__init__()
+        levels = [int(n) for n in levels]
+        if not levels or min(levels) < 2:
+            raise ValueError(f"fsq_levels must be a non-empty list of integers >= 2, got {levels}")
+        self.levels, dim = levels, len(levels)
+        self.codebook_size = int(torch.tensor(levels).prod())
+        self.proj_in = PointwiseConv3d(in_channels, dim, bias=bias) if in_channels != dim else nn.Identity()
+        self.proj_out = PointwiseConv3d(dim, in_channels, bias=bias) if in_channels != dim else nn.Identity()
+        level = torch.tensor(levels, dtype=torch.float32)
+        # an even number of levels has no centre value: shift by half a step so that rounding the
+        # bounded value gives exactly `levels[i]` integers in [-L/2, L/2 - 1] (the paper's code)
+        offset = (1 - level % 2) * 0.5
+        half_level = (level - 1) * (1 + 1e-3) / 2
+        self.register_buffer("half_level", half_level, persistent=False)
+        self.register_buffer("offset", offset, persistent=False)
+        self.register_buffer("shift", torch.atanh(offset / half_level), persistent=False)
+        self.register_buffer("half_width", torch.floor(level / 2), persistent=False)
+        radix = torch.cumprod(torch.tensor([1] + levels[:-1]), 0)
+        self.register_buffer("radix", radix, persistent=False)
+        self.register_buffer("level", level.long(), persistent=False)
+
+    def forward(self, z: torch.Tensor) -> Quantized:
+        z = rearrange(self.proj_in(z).float(), "b d t h w -> b t h w d")
+        bounded = torch.tanh(z + self.shift) * self.half_level - self.offset
+        rounded = bounded + (bounded.round() - bounded).detach()  # straight-through
+        digits = rounded.detach().long() + self.half_width.long()  # (b t h w d) in [0, levels)
+        indices = (digits * self.radix).sum(-1)
+        codes = rearrange(rounded / self.half_width, "b t h w d -> b d t h w")
+        return Quantized(codes, indices, z.new_zeros(()), {})
+
+    def indices_to_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """`(b t h w)` int indices -> `(b d t h w)` codes in [-1, 1]."""
+        digits = (indices[..., None] // self.radix) % self.level
+        return rearrange((digits - self.half_width) / self.half_width, "b t h w d -> b d t h w")

@@ -1,9 +1,9 @@
-"""Genie's video tokenizer (stage 1): a causal MagViT-2 encoder/decoder with LFQ.
+"""Genie's video tokenizer (stage 1): a causal MagViT-2 encoder/decoder with LFQ (or FSQ).
 
 Shape legend: b batch, c channels, t frames, h w pixels; t' h' w' the token grid;
 d = d_codebook * n_codebook code channels.
 
-    video (b 3 t h w) --encoder--> z (b d t' h' w') --LFQ--> codes in {-1,+1} / indices (b t' h' w')
+    video (b 3 t h w) --encoder--> z (b d t' h' w') --LFQ/FSQ--> codes in [-1, 1] / indices (b t' h' w')
                                                    codes --decoder--> video (b 3 t h w)
 
 The encoder and decoder are blueprints (`genie.blueprint`); every block is causal in time,
@@ -26,7 +26,7 @@ from torch import nn
 from genie.blocks import FrameStream
 from genie.blueprint import Blueprint, Stack
 from genie.discriminator import FrameDiscriminator, hinge_d_loss, hinge_g_loss
-from genie.quantize import LFQ
+from genie.quantize import FSQ, LFQ
 
 # Seed-README-shaped presets: time x2 and space x4 down-sampling into 18 LFQ bits (2^18 codes,
 # MagViT-2's vocabulary). Genie's CoinRun tokenizer (no time down-sampling, 10 bits) is
@@ -53,7 +53,7 @@ PERC_FEAT_LAYERS = ("features.6", "features.13", "features.18", "features.25")
 
 
 class Tokens(NamedTuple):
-    codes: torch.Tensor  # (b d t' h' w') in {-1, +1}
+    codes: torch.Tensor  # (b d t' h' w'): {-1, +1} (LFQ) or the FSQ grid in [-1, 1]
     indices: torch.Tensor  # (b t' h' w') int64 (one codebook), else (b t' h' w' n)
 
 
@@ -79,6 +79,11 @@ class VideoTokenizer(nn.Module):
         disc_kwargs: `FrameDiscriminator` arguments; None disables the GAN loss.
         d_codebook: LFQ bits per codebook (codebook size 2**d_codebook).
         n_codebook: number of codebooks.
+        quantizer: 'lfq' (MagViT-2's lookup-free quantizer, the paper's and the default) or 'fsq'
+            (finite scalar quantization over `fsq_levels`; no auxiliary loss).
+        fsq_levels: values per FSQ dimension; the codebook has prod(fsq_levels) codes (e.g.
+            [8, 5, 5, 5]: 1000). The `d_codebook`/`n_codebook`/`lfq_*` arguments then do nothing.
+        lfq_norm: scale the quantizer's input to unit RMS per token before LFQ (see `genie.quantize.LFQ`).
         lfq_bias: bias of LFQ's projections (used only when widths differ).
         lfq_frac_sample: fraction of tokens for LFQ's entropy terms.
         lfq_commit_weight, lfq_entropy_weight, lfq_diversity_weight: LFQ loss weights.
@@ -98,6 +103,9 @@ class VideoTokenizer(nn.Module):
         disc_kwargs: dict[str, Any] | None = None,
         d_codebook: int = 18,
         n_codebook: int = 1,
+        quantizer: str = "lfq",
+        fsq_levels: list[int] | None = None,
+        lfq_norm: bool = False,
         lfq_bias: bool = True,
         lfq_frac_sample: float = 1.0,
         lfq_commit_weight: float = 0.25,
@@ -119,10 +127,18 @@ class VideoTokenizer(nn.Module):
             raise ValueError(f"gan_discriminate={gan_discriminate!r}: only 'frames' is implemented")
         self.encoder = Stack(enc_desc, "enc_desc")
         self.decoder = Stack(dec_desc, "dec_desc")
-        self.quantizer = LFQ(
-            self.encoder.out_channels, d_codebook, n_codebook, bias=lfq_bias, frac_sample=lfq_frac_sample,
-            commit_weight=lfq_commit_weight, entropy_weight=lfq_entropy_weight, diversity_weight=lfq_diversity_weight,
-        )  # fmt: skip
+        if quantizer == "fsq":
+            if not fsq_levels:
+                raise ValueError("quantizer='fsq' needs fsq_levels, e.g. [8, 5, 5, 5] for 1000 codes")
+            self.quantizer: LFQ | FSQ = FSQ(self.encoder.out_channels, fsq_levels, bias=lfq_bias)
+        elif quantizer == "lfq":
+            self.quantizer = LFQ(
+                self.encoder.out_channels, d_codebook, n_codebook, bias=lfq_bias, frac_sample=lfq_frac_sample,
+                commit_weight=lfq_commit_weight, entropy_weight=lfq_entropy_weight,
+                diversity_weight=lfq_diversity_weight, norm=lfq_norm,
+            )  # fmt: skip
+        else:
+            raise ValueError(f"quantizer={quantizer!r}: expected 'lfq' or 'fsq'")
         if self.decoder.in_channels != self.encoder.out_channels:
             raise ValueError(
                 f"dec_desc takes {self.decoder.in_channels} channels but enc_desc outputs {self.encoder.out_channels}"

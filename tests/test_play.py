@@ -380,3 +380,29 @@ def test_the_bundled_model_plays_with_no_arguments(tmp_path):
     assert play_cli.main(["--output", str(out), "--num_frames", "2", "--steps", "2"]) == 0
     frames = _gif(out)
     assert len(frames) == 3 and frames[0].shape == (256, 256, 3)  # 64x64 frames, upscale 4
+
+
+def test_evaluate_the_tokenizer_alone(tmp_path, tiny_root):
+    from test_genie_training import _tokenizer_checkpoint
+
+    tok = _tokenizer_checkpoint(tmp_path / "tokenizer.ckpt", "tokenize.tiny.yaml")
+    out = tmp_path / "tok"
+    args = ["--tokenizer_checkpoint", str(tok), "--root", str(tiny_root), "--clips", "3", "--clip_frames", "2",
+            "--batch_size", "2", "--out", str(out)]  # fmt: skip
+    assert evaluate_cli.main(args) == 0
+    report = json.loads((out / "tokenizer_report.json").read_text())
+    assert report["frames"] == 6 and report["codebook_size"] == 1000 and 0 < report["codebook_usage"] <= 1
+    pools = [report[f"avg_pool_{k}x{k}_psnr"] for k in (2, 4, 8)]
+    assert pools[0] > pools[1] > pools[2] > 10  # coarser averaging loses more of a real frame
+    assert Image.open(out / "tokenizer_grid.png").size == (3 * 3 * 64, 3 * 2 * 64)  # 3 frames; real over rec
+    assert evaluate_cli.main(["--tokenizer_checkpoint", str(tmp_path / "missing.ckpt"), "--out", str(out)]) == 2
+
+
+def test_average_pooling_baseline_keeps_flat_frames_and_averages_detail_away():
+    from genie.evaluation import pooled
+
+    flat = torch.full((1, 3, 2, 16, 16), 0.3)
+    assert torch.allclose(pooled(flat, 4), flat)
+    i = torch.arange(16)
+    checker = ((i[:, None] + i[None, :]) % 2 * 2 - 1).float().expand(1, 3, 2, 16, 16)  # one-pixel detail
+    assert pooled(checker, 2).abs().max() < 1e-6

@@ -205,3 +205,84 @@ def test_seed_readme_example_runs_as_written(monkeypatch, tmp_path):
     loss.backward()
     assert {"rec", "quant", "perceptual", "gan_g"} <= set(aux_losses)
     assert MAGVIT2_DEC_DESC is dec
+
+
+# --- per-frame tokenizers: FSQ, LFQ's norm, 2D-conv paths, patchify ---
+def test_fsq_codebook_is_the_grid_of_levels_and_round_trips():
+    from genie.quantize import FSQ
+
+    q = FSQ(in_channels=8, levels=[8, 5, 3])
+    assert q.codebook_size == 120
+    every = torch.arange(120).view(1, 1, 8, 15)
+    codes = q.indices_to_codes(every)  # (1 3 1 8 15)
+    flat = codes.permute(0, 2, 3, 4, 1).reshape(-1, 3)
+    assert len(torch.unique(flat, dim=0)) == 120  # every index is a different code
+    for i, n in enumerate([8, 5, 3]):  # n values per dimension, within [-1, 1]
+        assert len(flat[:, i].unique()) == n and flat[:, i].abs().max() <= 1
+    z = (torch.randn(2, 8, 3, 4, 4) * 3).requires_grad_()
+    out = q(z)
+    assert out.indices.shape == (2, 3, 4, 4) and 0 <= out.indices.min() and out.indices.max() < 120
+    assert torch.allclose(q.indices_to_codes(out.indices), out.codes.detach())
+    out.codes.sum().backward()
+    assert z.grad.abs().sum() > 0 and out.loss == 0 and out.terms == {}  # straight-through, no auxiliary loss
+
+
+def test_lfq_norm_keeps_the_codes_and_puts_z_at_their_scale():
+    torch.manual_seed(0)
+    plain, normed = LFQ(10, 10), LFQ(10, 10, norm=True)
+    z = torch.randn(2, 10, 1, 4, 4) * 30  # a large encoder output
+    a, b = plain(z), normed(z)
+    assert torch.equal(a.indices, b.indices)  # the norm keeps every sign
+    assert a.terms["commitment"] > 100 and b.terms["commitment"] < 1
+
+
+def test_per_frame_kernels_run_as_2d_convs_with_the_same_output():
+    from genie.blocks import CausalConv3d, PointwiseConv3d
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 3, 8, 8)
+    for conv in (CausalConv3d(5, 7, (1, 3, 3)), PointwiseConv3d(5, 7)):
+        inner = conv.conv if isinstance(conv, CausalConv3d) else conv
+        expected = torch.nn.functional.conv3d(x, inner.weight, inner.bias, 1, inner.padding)
+        assert torch.allclose(conv(x), expected, atol=1e-5)
+
+
+def test_patchify_tokenizer_with_fsq_is_causal_and_learns_a_frame():
+    torch.manual_seed(0)
+    k = (1, 3, 3)
+    enc = (
+        ("patchify", {"in_channels": 3, "out_channels": 32, "patch_size": 4}),
+        ("residual", {"in_channels": 32, "kernel_size": k}),
+        ("proj_out", {"in_channels": 32, "out_channels": 4, "kernel_size": k}),
+    )
+    dec = (
+        ("causal", {"in_channels": 4, "out_channels": 32, "kernel_size": k}),
+        ("residual", {"in_channels": 32, "kernel_size": k}),
+        ("spacetime_upsample", {"in_channels": 32, "out_channels": 8, "space_factor": 4, "kernel_size": k}),
+        ("proj_out", {"in_channels": 8, "out_channels": 3, "num_groups": 4, "kernel_size": k}),
+    )
+    tok = VideoTokenizer(enc_desc=enc, dec_desc=dec, quantizer="fsq", fsq_levels=[8, 5, 5, 5])
+    assert tok.codebook_size == 1000 and tok.downsampling == (1, 4)
+    video = torch.rand(1, 3, 3, 16, 16) * 2 - 1
+    with torch.no_grad():  # per-frame blocks: each frame's tokens are its own
+        whole, alone = tok.tokenize(video).indices, tok.tokenize(video[:, :, 1:2]).indices
+    assert whole.shape == (1, 3, 4, 4) and torch.equal(whole[:, 1:2], alone)
+    t = torch.linspace(-1, 1, 16)
+    y, x = torch.meshgrid(t, t, indexing="ij")
+    frame = torch.stack([y, x, y * x])[None, :, None] * 0.8  # (1 3 1 16 16), smooth: learnable at /4
+    opt = torch.optim.Adam(tok.parameters(), lr=3e-3)
+    first = None
+    for _ in range(150):
+        opt.zero_grad()
+        loss, _ = tok(frame)
+        loss.backward()
+        opt.step()
+        first = first if first is not None else loss.item()
+    assert loss.item() < first / 10, (first, loss.item())
+
+
+def test_quantizer_choice_is_checked():
+    with pytest.raises(ValueError, match="fsq_levels"):
+        VideoTokenizer(enc_desc=TINY_ENC, dec_desc=TINY_DEC, quantizer="fsq")
+    with pytest.raises(ValueError, match="'lfq' or 'fsq'"):
+        VideoTokenizer(enc_desc=TINY_ENC, dec_desc=TINY_DEC, d_codebook=6, quantizer="vq")

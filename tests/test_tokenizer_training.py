@@ -19,7 +19,9 @@ def _fit(tmp_path, tiny_root, config: str, *extra: str):
     return tokenizer_cli.main(args)
 
 
-@pytest.mark.parametrize("config", ["tokenize.tiny.yaml", "tokenize.yaml"])
+@pytest.mark.parametrize(
+    "config", ["tokenize.tiny.yaml", "tokenize.tiny.lfq.yaml", "tokenize.tiny.magvit.yaml", "tokenize.yaml"]
+)
 def test_fast_dev_run_of_each_preset(tmp_path, tiny_root, monkeypatch, config):
     monkeypatch.chdir(tmp_path)
     extra = ["--trainer.accelerator", "cpu", "--trainer.precision", "32-true"]  # CI has no GPU
