@@ -1,7 +1,7 @@
 """Stage 1: train the video tokenizer.
 
     python tokenizer.py fit -c config/tokenize.yaml          # CoinRun scale (App. F)
-    python tokenizer.py fit -c config/tokenize.tiny.yaml     # CPU scale, minutes
+    python tokenizer.py fit -c config/tokenize.tiny.yaml     # CPU scale, ~45 minutes on 2 cores
     python tokenizer.py fit -c config/tokenize.yaml --ckpt_path last    # resume
     python tokenizer.py validate|test|predict -c ... --ckpt_path <ckpt>
 

@@ -63,7 +63,8 @@ def test_fast_dev_run_of_each_preset(tmp_path, tiny_root, tokenizers, monkeypatc
     cli = genie_cli.main(_args("fit", config, tiny_root, tokenizers[config], tmp_path, *extra))
     assert cli.trainer.state.finished and cli.trainer.global_step == 1
     model = cli.model
-    assert model.dynamics.tok_vocab == model.tokenizer.codebook_size == 1024  # linked from the tokenizer
+    codes = {"genie.tiny.yaml": 8 * 5 * 5 * 5, "genie.yaml": 2**10}[config]  # FSQ levels / LFQ bits of its tokenizer
+    assert model.dynamics.tok_vocab == model.tokenizer.codebook_size == codes  # linked from the tokenizer
     assert model.dynamics.act_vocab == model.lam.num_actions == 6  # linked from the LAM (App. F)
     assert not any(p.requires_grad for p in model.tokenizer.parameters())
     logged = cli.trainer.logged_metrics
@@ -95,11 +96,11 @@ def test_checkpoint_round_trip_resume_and_evaluation(tmp_path, tiny_root, tokeni
     assert last.is_file() and first.trainer.global_step == 3
     ckpt = torch.load(last, weights_only=False)
     assert not any(k.startswith("tokenizer.") for k in ckpt["state_dict"])  # frozen: stored on its own
-    assert ckpt["tokenizer"]["codebook_size"] == 1024
+    assert ckpt["tokenizer"]["codebook_size"] == 1000  # FSQ [8, 5, 5, 5] of tokenize.tiny.yaml
     lam, dyn = LatentAction.from_checkpoint(str(last)).eval(), DynamicsModel.from_checkpoint(str(last)).eval()
     model = first.model.eval()
     video = torch.rand(2, 3, 4, 64, 64) * 2 - 1
-    tokens = torch.randint(0, 1024, (2, 4, 16, 16))
+    tokens = torch.randint(0, 1000, (2, 4, 16, 16))
     with torch.no_grad():
         assert torch.equal(lam.encode(video)[0].actions, model.lam.encode(video)[0].actions)
         acts = torch.randint(0, 6, (2, 4))

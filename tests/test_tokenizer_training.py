@@ -27,7 +27,8 @@ def test_fast_dev_run_of_each_preset(tmp_path, tiny_root, monkeypatch, config):
     extra = ["--trainer.accelerator", "cpu", "--trainer.precision", "32-true"]  # CI has no GPU
     cli = _fit(tmp_path, tiny_root, config, "--trainer.fast_dev_run", "1", *extra)
     assert cli.trainer.state.finished and cli.trainer.global_step == 1
-    assert cli.model.tokenizer.downsampling == (1, 4) and cli.model.tokenizer.codebook_size == 1024  # App. F
+    codes = 8 * 5 * 5 * 5 if config == "tokenize.tiny.yaml" else 2**10  # FSQ [8, 5, 5, 5] or 10 LFQ bits (App. F)
+    assert cli.model.tokenizer.downsampling == (1, 4) and cli.model.tokenizer.codebook_size == codes
 
 
 def test_checkpoint_rebuilds_the_tokenizer_and_training_resumes(tmp_path, tiny_root, monkeypatch):
