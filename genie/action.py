@@ -168,7 +168,7 @@ class LatentAction(nn.Module):
     def _encode(self, video: torch.Tensor):
         self._check(video)
         t = video.shape[2]
-        x = frame_conv(self.patch, video)  # (b e T h w); per-frame patches, as 2D conv (faster on CPU)
+        x = frame_conv(self.patch, video)  # (b e T h w); per-frame patches, as 2D conv
         h, w = x.shape[-2:]
         pos = self.pos_space[None, :, :] + self.pos_time[:t, None, :]  # (T hw e)
         x = x + rearrange(pos, "t (h w) e -> e t h w", h=h, w=w)
