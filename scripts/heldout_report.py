@@ -12,6 +12,8 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 import test_bundled  # noqa: E402
 
+tok = test_bundled.tokenizer_report()
+print("tokenizer", {k: tok[k] for k in ("psnr", "avg_pool_2x2_psnr", "codebook_usage", "frames")})
 print("model teacher_forced copy_last_frame_tokens rollout_psnr_by_horizon copy_first_frame_tokens_psnr_by_horizon")
 for name in ("trained", "untrained"):
     d = test_bundled._report(untrained=name == "untrained")["dynamics"]
