@@ -2,7 +2,9 @@
 
 Appendix F (CoinRun case study): levels are generated from a range of level seeds in
 "hard" mode, and a uniformly random policy acts at every step (a fresh action each step,
-no action repeats). We record one episode per level seed: `timeout` steps of that level,
+no action repeats). `action_repeat=k` holds each random action for k steps instead (a
+"sticky" random policy, an option): CoinRun has momentum, so a fresh action every step
+rarely moves the scene, and held actions show what each one does. We record one episode per level seed: `timeout` steps of that level,
 restarting it on death or success (procgen does so itself when `num_levels=1`), and keep
 the restart flags so that training clips never span a restart.
 
@@ -42,7 +44,7 @@ from genie.episodes import (
 
 FORMAT_VERSION = 1
 # A resumed run must agree with the data already on disk in everything that shapes an episode.
-_MUST_MATCH = ("format", "env_name", "distribution_mode", "timeout", "seed")
+_MUST_MATCH = ("format", "env_name", "distribution_mode", "timeout", "seed", "action_repeat")
 
 
 def make_env(env_name: str, level_seed: int, distribution_mode: str, seed: int):
@@ -68,9 +70,16 @@ def make_env(env_name: str, level_seed: int, distribution_mode: str, seed: int):
 
 
 def record_level(
-    env_name: str, level_seed: int, timeout: int, distribution_mode: str, seed: int, out: np.ndarray | None = None
+    env_name: str,
+    level_seed: int,
+    timeout: int,
+    distribution_mode: str,
+    seed: int,
+    out: np.ndarray | None = None,
+    action_repeat: int = 1,
 ) -> Episode:
-    """Play `timeout` uniformly random steps of one level and return what was seen.
+    """Play `timeout` uniformly random steps of one level and return what was seen, each random
+    action held for `action_repeat` steps.
 
     `out`, a reusable `(timeout,)` record buffer, spares a worker a fresh 12 MB allocation
     (and its page faults) for every level; the returned episode then views that buffer.
@@ -79,7 +88,8 @@ def record_level(
     num_actions = env.ac_space.eltype.n  # CoinRun: 15 button combos
     rng = np.random.default_rng([seed, level_seed])
     steps = np.zeros(timeout, dtype=step_dtype(env.ob_space["rgb"].shape)) if out is None else out
-    steps["action"] = rng.integers(0, num_actions, size=timeout)
+    draws = rng.integers(0, num_actions, size=-(-timeout // action_repeat))  # ceil(timeout / k) actions
+    steps["action"] = np.repeat(draws, action_repeat)[:timeout]
     steps["reward"], steps["first"] = 0, False
     act_in = steps["action"].astype(np.int32).reshape(timeout, 1)  # what env.act takes, converted once
     frame, reward, first = steps["frame"], steps["reward"], steps["first"]  # views into `steps`
@@ -94,6 +104,27 @@ def record_level(
     if env.get_info()[0]["level_seed"] != level_seed:  # num_levels=1 must pin the level
         raise RuntimeError(f"procgen played level {env.get_info()[0]['level_seed']} instead of {level_seed}")
     return Episode(steps, level_seed)
+
+
+def hold_action(
+    env_name: str, level_seed: int, action: int, num_frames: int, distribution_mode: str = "hard"
+) -> tuple[np.ndarray, np.ndarray]:
+    """The level's first frame, then `num_frames` frames with `action` held throughout.
+
+    A level's first frame depends on its seed alone (not on the policy's seed), so this starts
+    where a recorded episode of that level starts. Returns `frames (num_frames+1, H, W, 3)` uint8
+    and `first (num_frames+1)` bool: a new life starts at that frame (a death or a finished
+    level restarts it, so the shift into that frame is not the action's doing).
+    """
+    env = make_env(env_name, level_seed, distribution_mode, seed=0)
+    frames, first = [], []
+    act = np.array([action], dtype=np.int32)
+    for t in range(num_frames + 1):
+        _, obs, is_first = env.observe()
+        frames.append(obs["rgb"][0].copy())
+        first.append(bool(is_first[0]) and t > 0)
+        env.act(act)
+    return np.stack(frames), np.array(first)
 
 
 def env_facts(env_name: str, distribution_mode: str = "hard") -> tuple[list[str], list[int]]:
@@ -126,6 +157,7 @@ def sample(
     seed: int = 0,
     command: str = "",
     progress: bool = True,
+    action_repeat: int = 1,
 ) -> SampleReport:
     """Record level seeds `start_level .. start_level + num_envs - 1` into `<root>/<env>/`.
 
@@ -142,6 +174,8 @@ def sample(
         raise ValueError(f"--start_level must be non-negative (got {start_level})")
     if distribution_mode not in ("easy", "hard", "extreme", "memory", "exploration"):
         raise ValueError(f"unknown --distribution_mode {distribution_mode!r}")
+    if action_repeat < 1:
+        raise ValueError(f"--action_repeat must be at least 1 step (got {action_repeat})")
     workers = workers or os.cpu_count() or 1
     if workers < 1:
         raise ValueError(f"--workers must be at least 1 (got {workers})")
@@ -151,13 +185,13 @@ def sample(
     episodes.mkdir(parents=True, exist_ok=True)
     for stale in episodes.glob("*.tmp"):  # an interrupted write: never complete, start it over
         stale.unlink()
-    meta = _metadata(env_name, distribution_mode, timeout, seed, command)
+    meta = _metadata(env_name, distribution_mode, timeout, seed, command, action_repeat)
     _check_resume(out / METADATA_FILE, meta)
     _write_json(out / METADATA_FILE, {**meta, **_on_disk(episodes, timeout)})
 
     levels = range(start_level, start_level + num_envs)
     todo = [lv for lv in levels if not episode_path(episodes, lv).exists()]
-    jobs = [(env_name, lv, timeout, distribution_mode, seed, str(episodes)) for lv in todo]
+    jobs = [(env_name, lv, timeout, distribution_mode, seed, str(episodes), action_repeat) for lv in todo]
     start = time.perf_counter()
     with tqdm(total=len(todo) * timeout, unit="frame", unit_scale=True, disable=not progress,
               desc=f"{env_name} {len(todo)} levels", mininterval=0.5 if _tty() else 10) as bar:  # fmt: skip
@@ -179,10 +213,11 @@ _buffer: np.ndarray | None = None  # one per worker process, reused for every le
 
 def _record_job(job: tuple) -> int:
     global _buffer
-    env_name, level, timeout, mode, seed, episodes = job
+    env_name, level, timeout, mode, seed, episodes, repeat = job
     if _buffer is None or len(_buffer) != timeout:
         _buffer = np.zeros(timeout, dtype=step_dtype())
-    write_episode(episode_path(Path(episodes), level), record_level(env_name, level, timeout, mode, seed, _buffer))
+    episode = record_level(env_name, level, timeout, mode, seed, _buffer, action_repeat=repeat)
+    write_episode(episode_path(Path(episodes), level), episode)
     return timeout
 
 
@@ -194,15 +229,20 @@ def _tty() -> bool:
     return os.isatty(2)
 
 
-def _metadata(env_name: str, distribution_mode: str, timeout: int, seed: int, command: str) -> dict:
+def _metadata(env_name: str, distribution_mode: str, timeout: int, seed: int, command: str, action_repeat: int = 1
+              ) -> dict:  # fmt: skip
     names, frame_shape = env_facts(env_name, distribution_mode)
+    policy = "uniform random over all actions, a fresh action every step (Genie App. F)"
+    if action_repeat > 1:
+        policy = f"uniform random over all actions, each held for {action_repeat} steps (sticky)"
     return {
         "format": FORMAT_VERSION,
         "env_name": env_name,
         "distribution_mode": distribution_mode,
         "timeout": timeout,
         "seed": seed,
-        "policy": "uniform random over all actions, a fresh action every step (Genie App. F)",
+        "policy": policy,
+        "action_repeat": action_repeat,
         "frame_shape": frame_shape,
         "num_actions": len(names),
         "action_names": names,
@@ -223,6 +263,7 @@ def _check_resume(path: Path, meta: dict) -> None:
     if not path.exists():
         return
     old = json.loads(path.read_text())
+    old.setdefault("action_repeat", 1)  # recorded before the option existed: one step per action
     diff = [f"{k}={old.get(k)!r} (now {meta[k]!r})" for k in _MUST_MATCH if old.get(k) != meta[k]]
     if diff:
         raise ValueError(f"{path.parent} holds data recorded with {', '.join(diff)}; use another --root")

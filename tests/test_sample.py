@@ -132,3 +132,18 @@ def test_unwritable_root(capsys, tmp_path):
         ro = tmp_path / "ro"
         ro.mkdir(mode=0o500)
         _cli_error(["--num_envs", "1", "--root", str(ro)], capsys)
+
+
+def test_sticky_policy_holds_each_action_and_says_so(tmp_path):
+    sample(tmp_path, env_name="coinrun", num_envs=2, timeout=50, workers=1, progress=False, action_repeat=8)
+    meta = json.loads((tmp_path / "coinrun" / "metadata.json").read_text())
+    assert meta["action_repeat"] == 8 and "held for 8 steps" in meta["policy"]
+    for p in list_episodes(tmp_path / "coinrun" / EPISODE_DIR):
+        actions = read_episode(p).steps["action"]
+        blocks = [actions[i : i + 8] for i in range(0, 50, 8)]
+        assert all((b == b[0]).all() for b in blocks)  # held for 8 steps (the last block is cut short)
+        assert len({int(b[0]) for b in blocks}) > 1  # and redrawn
+    with pytest.raises(ValueError, match="action_repeat=8"):  # one policy per data root
+        sample(tmp_path, env_name="coinrun", num_envs=2, timeout=50, workers=1, progress=False)
+    with pytest.raises(ValueError, match="--action_repeat"):
+        sample(tmp_path / "bad", env_name="coinrun", num_envs=1, timeout=50, workers=1, progress=False, action_repeat=0)
