@@ -1,0 +1,115 @@
+"""The control probe: hold each action from the same level starts, in the game and in the learned
+world, and compare how far the scene moves.
+
+Shape legend: A actions, L levels, T frames after the start, c H W pixels.
+
+Genie's latent actions are meant to be controls: holding one should move the agent the same way
+from any start. CoinRun's camera follows the agent, so the scene's shift between consecutive
+frames (`genie.motion.phase_shift`) reads what an action did without any learned model. The
+game is the reference: from the first frame of each level (a level's seed fixes it), hold each
+recorded action for T frames. The world model gets the same first frames and holds each of its
+actions. How far apart the most-leftward and most-rightward actions move the scene (and the
+most- and least-upward) is the spread; the model's spread over the game's says how much of the
+game's control the actions reproduce.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from einops import rearrange
+
+from genie.motion import phase_shift
+
+# CoinRun's effective controls: a button combo moves left, right or neither, and jumps or not
+# (DOWN and the letter keys do nothing in CoinRun).
+EFFECTIVE_GROUPS = ("left", "left+up", "none", "up", "right", "right+up")
+
+
+def effective_group(action_name: str) -> int:
+    """Index in `EFFECTIVE_GROUPS` of a procgen button combo such as `RIGHT+UP` or `D`."""
+    keys = set(action_name.split("+"))
+    side = "left" if "LEFT" in keys else "right" if "RIGHT" in keys else ""
+    name = "+".join(k for k in (side, "up" if "UP" in keys else "") if k) or "none"
+    return EFFECTIVE_GROUPS.index(name)
+
+
+def group_contingency(table: np.ndarray, action_names: list[str]) -> np.ndarray:
+    """A latent x recorded-action count table `(K A)` summed into effective groups `(K 6)`."""
+    out = np.zeros((table.shape[0], len(EFFECTIVE_GROUPS)), dtype=table.dtype)
+    for a, name in enumerate(action_names):
+        out[:, effective_group(name)] += table[:, a]
+    return out
+
+
+def mean_shifts(frames: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean scene shift per action, `(dx (A), dy (A))` in pixels per frame.
+
+    `frames (A L T+1 c H W)`; `valid (A L T)` marks the frame pairs to count (a restart of the
+    level in between is no motion of the action's making).
+    """
+    A, L, T1 = frames.shape[:3]
+    a = rearrange(frames[:, :, :-1], "A L T c H W -> (A L T) c H W")
+    b = rearrange(frames[:, :, 1:], "A L T c H W -> (A L T) c H W")
+    shift = phase_shift(a, b)
+    w = torch.ones(A, L, T1 - 1) if valid is None else valid.float()
+    w = rearrange(w, "A L T -> A (L T)")
+    dx = (rearrange(shift.dx, "(A n) -> A n", A=A) * w).sum(1) / w.sum(1).clamp(min=1)
+    dy = (rearrange(shift.dy, "(A n) -> A n", A=A) * w).sum(1) / w.sum(1).clamp(min=1)
+    return dx.numpy(), dy.numpy()
+
+
+def summary(dx: np.ndarray, dy: np.ndarray, names: list[str]) -> dict:
+    """Per-action shifts and the spreads: most-rightward minus most-leftward scene shift, and
+    the same for down/up (pixels per frame)."""
+    return {
+        "actions": names,
+        "dx": [round(float(v), 3) for v in dx],
+        "dy": [round(float(v), 3) for v in dy],
+        "spread_x": round(float(dx.max() - dx.min()), 3),
+        "spread_y": round(float(dy.max() - dy.min()), 3),
+    }
+
+
+def game_probe(env_name: str, level_seeds: list[int], action_names: list[str], num_frames: int,
+               distribution_mode: str = "hard") -> tuple[dict, np.ndarray]:  # fmt: skip
+    """Hold each recorded action for `num_frames` frames from each level's start, in the game.
+
+    Returns the summary and the start frames `(L H W 3)` uint8 that the world model gets.
+    """
+    from genie.record import hold_action  # procgen is needed here only
+
+    frames, valid = [], []
+    for a in range(len(action_names)):
+        runs = [hold_action(env_name, seed, a, num_frames, distribution_mode) for seed in level_seeds]
+        frames.append(np.stack([f for f, _ in runs]))  # (L T+1 H W 3)
+        valid.append(~np.stack([first[1:] for _, first in runs]))  # (L T)
+    video = rearrange(torch.from_numpy(np.stack(frames)), "A L T H W c -> A L T c H W")
+    dx, dy = mean_shifts(video, torch.from_numpy(np.stack(valid)))
+    return summary(dx, dy, action_names), np.stack(frames)[0, :, 0]
+
+
+@torch.no_grad()
+def world_probe(world, starts: torch.Tensor, num_frames: int) -> tuple[dict, torch.Tensor]:
+    """Hold each of the world's actions for `num_frames` frames from `starts (L c H W)` in [-1, 1].
+
+    Returns the summary and the frames `(A L T+1 c H W)` (the first is the start's
+    reconstruction).
+    """
+    videos = []
+    for a in range(world.num_actions):
+        frames = [world.reset(starts)]
+        frames += [world.step(a) for _ in range(num_frames)]
+        videos.append(torch.stack(frames, dim=1).cpu())  # (L T+1 c H W)
+    video = torch.stack(videos)
+    dx, dy = mean_shifts(video)
+    names = [str(a) for a in range(world.num_actions)]
+    return summary(dx, dy, names), video
+
+
+def compare(game: dict, model: dict) -> dict:
+    """The model's spreads as fractions of the game's."""
+    return {
+        "spread_x_ratio": round(model["spread_x"] / max(game["spread_x"], 1e-9), 3),
+        "spread_y_ratio": round(model["spread_y"] / max(game["spread_y"], 1e-9), 3),
+    }

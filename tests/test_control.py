@@ -1,0 +1,103 @@
+"""The control probe: scene shifts by phase correlation, CoinRun's effective action groups, and
+each action held in the game and in a world model."""
+
+import numpy as np
+import pytest
+import torch
+
+from genie.control import EFFECTIVE_GROUPS, effective_group, game_probe, group_contingency, mean_shifts, world_probe
+from genie.motion import phase_shift
+
+COINRUN = ["LEFT+DOWN", "LEFT", "LEFT+UP", "DOWN", "NOOP", "UP", "RIGHT+DOWN", "RIGHT", "RIGHT+UP",
+           "D", "A", "W", "S", "Q", "E"]  # fmt: skip
+
+
+def _smooth_images(n: int) -> torch.Tensor:
+    torch.manual_seed(0)
+    return torch.nn.functional.avg_pool2d(torch.rand(n, 3, 64, 64), 3, 1, 1) * 2 - 1
+
+
+def _fourier_shift(x: torch.Tensor, dx: float, dy: float) -> torch.Tensor:
+    """`x` with its content moved right by dx and down by dy pixels (periodic, exact)."""
+    ky = torch.fft.fftfreq(x.shape[-2])[:, None]
+    kx = torch.fft.fftfreq(x.shape[-1])[None, :]
+    return torch.fft.ifft2(torch.fft.fft2(x) * torch.exp(-2j * torch.pi * (kx * dx + ky * dy))).real
+
+
+@pytest.mark.parametrize("dx, dy", [(3, -2), (0, 0), (-5, 7)])
+def test_phase_shift_finds_whole_pixel_moves_with_their_sign(dx, dy):
+    a = _smooth_images(4)
+    b = torch.roll(a, shifts=(dy, dx), dims=(2, 3))  # content moves down by dy, right by dx
+    s = phase_shift(a, b)
+    torch.testing.assert_close(s.dx, torch.full((4,), float(dx)), atol=0.05, rtol=0)
+    torch.testing.assert_close(s.dy, torch.full((4,), float(dy)), atol=0.05, rtol=0)
+    assert (s.peak > 0.5).all()
+
+
+@pytest.mark.parametrize("dx, dy", [(0.5, 0.0), (0.3, -1.25), (-0.7, 0.2)])
+def test_phase_shift_finds_sub_pixel_moves(dx, dy):
+    a = _smooth_images(3)
+    s = phase_shift(a, _fourier_shift(a, dx, dy))
+    assert abs(float(s.dx.mean()) - dx) < 0.05 and abs(float(s.dy.mean()) - dy) < 0.05
+
+
+def test_phase_shift_refuses_frames_of_different_shapes():
+    with pytest.raises(ValueError, match="different shapes"):
+        phase_shift(torch.zeros(2, 3, 64, 64), torch.zeros(2, 3, 32, 32))
+
+
+def test_coinrun_buttons_fall_into_six_effective_groups():
+    groups = [EFFECTIVE_GROUPS[effective_group(n)] for n in COINRUN]
+    assert groups == ["left", "left", "left+up", "none", "none", "up", "right", "right", "right+up",
+                      "none", "none", "none", "none", "none", "none"]  # fmt: skip
+    table = np.arange(2 * 15).reshape(2, 15)
+    grouped = group_contingency(table, COINRUN)
+    assert grouped.shape == (2, 6) and grouped.sum() == table.sum()
+    assert grouped[0, EFFECTIVE_GROUPS.index("left")] == 0 + 1
+
+
+def test_mean_shifts_per_action_skip_invalid_pairs():
+    start = _smooth_images(2)  # 2 levels
+    # action 0 moves the content 1 px right per frame, action 1 2 px up per frame
+    a0 = torch.stack([torch.roll(start, t, dims=3) for t in range(5)], dim=1)
+    a1 = torch.stack([torch.roll(start, -2 * t, dims=2) for t in range(5)], dim=1)
+    frames = torch.stack([a0, a1])  # (A L T+1 c H W)
+    valid = torch.ones(2, 2, 4, dtype=torch.bool)
+    dx, dy = mean_shifts(frames, valid)
+    np.testing.assert_allclose(dx, [1, 0], atol=0.05)
+    np.testing.assert_allclose(dy, [0, -2], atol=0.05)
+    frames[0, :, 2] = frames[0, :, 1]  # a restart: no motion into frame 2, marked invalid
+    valid[0, :, 1] = False
+    dx, _ = mean_shifts(frames, valid)
+    np.testing.assert_allclose(dx[0], (1 + 2 + 1) / 3, atol=0.05)  # only the pairs marked valid
+
+
+class RollingWorld:
+    """A stand-in world whose action 0 moves the scene left and action 1 moves it down."""
+
+    num_actions = 2
+
+    def reset(self, image: torch.Tensor) -> torch.Tensor:
+        self.frame = image
+        return image
+
+    def step(self, action: int) -> torch.Tensor:
+        self.frame = torch.roll(self.frame, shifts=(1, 0) if action else (0, -1), dims=(2, 3))
+        return self.frame
+
+
+def test_world_probe_holds_each_action_and_measures_the_spread():
+    summary, video = world_probe(RollingWorld(), _smooth_images(3), num_frames=6)
+    assert video.shape == (2, 3, 7, 3, 64, 64)
+    np.testing.assert_allclose(summary["dx"], [-1, 0], atol=0.05)
+    np.testing.assert_allclose(summary["dy"], [0, 1], atol=0.05)
+    assert abs(summary["spread_x"] - 1) < 0.1 and abs(summary["spread_y"] - 1) < 0.1
+
+
+def test_in_the_game_right_scrolls_the_scene_left_and_noop_does_not():
+    summary, starts = game_probe("coinrun", [100000, 100001], COINRUN, num_frames=12)
+    assert starts.shape == (2, 64, 64, 3) and starts.dtype == np.uint8
+    dx = dict(zip(COINRUN, summary["dx"]))
+    assert dx["RIGHT"] < -0.2  # the camera follows the agent running right
+    assert abs(dx["NOOP"]) < 0.1
+    assert summary["spread_x"] > 0.2
