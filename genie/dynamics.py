@@ -68,7 +68,9 @@ class DynamicsModel(nn.Module):
         embed_dim: model width.
         max_frames: longest sequence, generated frames included (learned time positions).
         max_side: largest token-grid side (learned row and column positions).
-        mask_rate: range of the per-sample training mask rate (Genie: 0.5 to 1).
+        mask_rate: range of the training mask rate (Genie: 0.5 to 1).
+        mask_per_frame: draw the mask rate per frame instead of per clip
+            (`genie.maskgit.training_mask`).
     """
 
     def __init__(
@@ -80,12 +82,13 @@ class DynamicsModel(nn.Module):
         max_frames: int = 32,
         max_side: int = 64,
         mask_rate: tuple[float, float] = (0.5, 1.0),
+        mask_per_frame: bool = False,
     ):
         super().__init__()
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.tok_vocab, self.act_vocab, self.max_frames, self.max_side = tok_vocab, act_vocab, max_frames, max_side
         self.mask_id, self.no_action = tok_vocab, act_vocab
-        self.mask_rate = tuple(mask_rate)
+        self.mask_rate, self.mask_per_frame = tuple(mask_rate), mask_per_frame
         self.tok_embed = nn.Embedding(tok_vocab + 1, embed_dim)  # + the mask id
         self.act_embed = nn.Embedding(act_vocab + 1, embed_dim)  # + "no action" for frame 0
         self.pos_time = nn.Parameter(torch.randn(max_frames, embed_dim) * 0.02)
@@ -152,7 +155,7 @@ class DynamicsModel(nn.Module):
     def compute_losses(self, tokens: torch.Tensor, act_id: torch.Tensor) -> DynamicsLosses:
         self._check_tokens(tokens)
         b, t, h, w = tokens.shape
-        mask = maskgit.training_mask(b, t, h * w, self.mask_rate, device=tokens.device)
+        mask = maskgit.training_mask(b, t, h * w, self.mask_rate, device=tokens.device, per_frame=self.mask_per_frame)
         flat = rearrange(tokens, "b t h w -> b t (h w)")
         inputs = rearrange(torch.where(mask, self.mask_id, flat), "b t (h w) -> b t h w", h=h)
         logits = self.logits(inputs, act_id).float()  # (b t s V)

@@ -56,6 +56,8 @@ class Evaluator:
         steps, temperature: MaskGIT sampling.
         generator: random generator of the sampling and of the random actions.
         examples: clips kept for the side-by-side GIF.
+        action_source: `latent` (rollouts driven by the LAM's actions) or `recorded` (by the
+            recorded actions: a dynamics model trained on them, the ground-truth ceiling).
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class Evaluator:
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
         examples: int = 4,
+        action_source: str = "latent",
     ):
         if horizon < 1 or horizon + 1 > min(dynamics.max_frames, lam.max_frames):
             raise ValueError(
@@ -78,6 +81,7 @@ class Evaluator:
         self.tokenizer, self.lam, self.dynamics = tokenizer.eval(), lam.eval(), dynamics.eval()
         self.horizon, self.steps, self.temperature, self.generator = horizon, steps, temperature, generator
         self.num_examples = examples
+        self.recorded = action_source == "recorded"
         K, V = lam.num_actions, tokenizer.codebook_size
         self.contingency = torch.zeros(K, num_true_actions, dtype=torch.long)
         self.code_counts = torch.zeros(V, dtype=torch.float64)
@@ -109,8 +113,9 @@ class Evaluator:
         self._add("tokenizer_ssim", ssim(recon, video).mean(1))
         self.code_counts += torch.bincount(tokens.flatten().cpu(), minlength=tok.codebook_size).double()
 
-        latent = self.lam.encode(video)[0].actions  # (b T-1)
-        self.contingency += contingency_table(latent.cpu(), true_actions[:, : T - 1], *self.contingency.shape)
+        inferred = self.lam.encode(video)[0].actions  # (b T-1)
+        self.contingency += contingency_table(inferred.cpu(), true_actions[:, : T - 1], *self.contingency.shape)
+        latent = true_actions[:, : T - 1].to(inferred) if self.recorded else inferred  # what drives the dynamics
 
         # --- teacher forcing: real past, one generated frame ---
         forced = []
@@ -130,7 +135,7 @@ class Evaluator:
         self._add("copy_first_frame_psnr", frame_psnr(video[:, :, :1].expand_as(real), real))
         self._add("copy_first_frame_tokens_psnr", frame_psnr(recon[:, :, :1].expand_as(real), real))
         if k >= DELTA_T:
-            K, g = self.lam.num_actions, self.generator
+            K, g = self.dynamics.act_vocab, self.generator
             dev = latent.device
             random_seq = torch.randint(0, K, (b, k), generator=g, device=g.device if g else dev).to(dev)
             other = latent[:, :k].clone()  # only the action into frame DELTA_T changes, to a different one
@@ -160,6 +165,7 @@ class Evaluator:
         used = self.contingency.sum(1)
         out = {
             "clips": self.counts.get("tokenizer_psnr", 0),
+            "action_source": "recorded" if self.recorded else "latent",
             "tokenizer": {
                 "psnr": self._mean("tokenizer_psnr"),
                 "ssim": self._mean("tokenizer_ssim"),

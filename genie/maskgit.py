@@ -28,15 +28,20 @@ def training_mask(
     rate: tuple[float, float] = (0.5, 1.0),
     device: torch.device | str = "cpu",
     generator: torch.Generator | None = None,
+    per_frame: bool = False,
 ) -> torch.Tensor:
     """Which tokens to mask in a training clip, `(b t s)` bool.
 
     Each sample draws a rate ~ U(rate) (Genie Sec. 2.1: uniformly between 0.5 and 1) and each
     token of frames 1.. is masked with that probability (Bernoulli). Frame 0 is never masked:
-    it is the context every prediction starts from (PITFALLS: never mask the context).
+    a clip whose every frame is masked has nothing to predict from.
+
+    `per_frame=True` draws a rate for each frame instead, so a heavily masked frame often
+    follows a lightly masked one. Sampling predicts each new frame from clean past frames; with
+    one rate per clip of at least 0.5, training never shows that case.
     """
     lo, hi = rate
-    p = lo + (hi - lo) * torch.rand(b, 1, 1, device=device, generator=generator)
+    p = lo + (hi - lo) * torch.rand(b, t if per_frame else 1, 1, device=device, generator=generator)
     mask = torch.rand(b, t, s, device=device, generator=generator) < p
     mask[:, 0] = False
     return mask

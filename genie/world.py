@@ -42,6 +42,8 @@ class World:
         frame_shape: (H, W) of the frames the models were trained on.
         compile: `torch.compile` the blocks of a MaskGIT round (`DynamicsModel.compile_rounds`),
             with CUDA graphs on a GPU; the first frame then takes 5-20 s longer on a CPU.
+        action_source: what the actions are: `latent` (the LAM's, Genie) or `recorded` (a
+            dynamics model trained on the game's own actions, e.g. CoinRun's 15 button combos).
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class World:
         generator: torch.Generator | None = None,
         frame_shape: tuple[int, int] = (64, 64),
         compile: bool = False,
+        action_source: str = "latent",
     ):
         if dynamics.tok_vocab != tokenizer.codebook_size:
             raise CheckpointError(
@@ -66,6 +69,7 @@ class World:
         if compile:
             dynamics.compile_rounds("reduce-overhead" if self.device.type == "cuda" else None)
         self.steps, self.temperature, self.generator = steps, temperature, generator
+        self.action_source = action_source
         self.frame_shape = tuple(frame_shape)  # (H, W) of the frames it was trained on
         self.window = dynamics.max_frames
         self.keep = max(1, min(keep or self.window // 2, self.window - 1))
@@ -142,4 +146,5 @@ def load_world(
         )
     lam = ckpt.get("networks", {}).get("lam") or {}
     kwargs.setdefault("frame_shape", tuple(lam.get("inp_shape", (64, 64))))
+    kwargs.setdefault("action_source", ckpt.get("action_source", "latent"))
     return World(tokenizer.to(device), dynamics.to(device), **kwargs)

@@ -1,6 +1,7 @@
 """genie.py: the LightningCLI entry point of stage 2, both presets, checkpoints, resuming, bad input."""
 
 import functools
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +144,30 @@ def test_a_tokenizer_that_cannot_serve_genie_is_refused_before_training(tmp_path
     )  # fmt: skip
     assert run.returncode != 0
     assert run.stderr.strip().splitlines()[-1].startswith("genie.py: error: no checkpoint at")
+
+
+def test_recorded_actions_drive_the_dynamics_for_the_ceiling(tmp_path, tiny_root, tokenizers, monkeypatch):
+    """`--model.action_source recorded`: the dynamics model takes CoinRun's 15 recorded actions
+    (GenieRedux's ground-truth variant); the checkpoint says so, and evaluation follows it."""
+    monkeypatch.chdir(tmp_path)
+    tok = tokenizers["genie.tiny.yaml"]
+    cli = genie_cli.main(_args("fit", "genie.tiny.yaml", tiny_root, tok, tmp_path, "--model.action_source", "recorded",
+                               "--trainer.max_steps", "2", "--trainer.val_check_interval", "2"))  # fmt: skip
+    assert cli.model.dynamics.act_vocab == 15 and cli.model.lam.num_actions == 6
+    last = tmp_path / "checkpoints" / "genie.tiny" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["action_source"] == "recorded"
+    from genie.world import load_world
+
+    assert load_world(str(last), str(tok)).action_source == "recorded"
+    sys.path.insert(0, str(REPO))
+    import evaluate as evaluate_cli
+
+    ev = ["--checkpoint", str(last), "--tokenizer_checkpoint", str(tok), "--root", str(tiny_root), "--clips", "2",
+          "--batch_size", "2", "--steps", "2", "--probe_frames", "3", "--probe_clips", "0", "--out", str(tmp_path / "ev")]  # fmt: skip
+    assert evaluate_cli.main(ev) == 0
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert report["action_source"] == "recorded" and len(report["control"]["model"]["dx"]) == 15
+    assert report["control"]["model"]["actions"] == report["control"]["game"]["actions"]  # the game's buttons
+    with pytest.raises(CheckpointError, match="15 recorded actions"):
+        genie_cli.main(_args("fit", "genie.tiny.yaml", tiny_root, tok, tmp_path / "x", "--model.action_source",
+                             "recorded", "--model.recorded_actions", "9", "--trainer.fast_dev_run", "1"))  # fmt: skip

@@ -9,6 +9,11 @@ flows back into the LAM). Loss = LAM loss + dynamics loss, one AdamW.
 
 Linked, never typed twice: the dynamics vocabulary is the tokenizer checkpoint's codebook
 size and its action count is the LAM's `num_actions` (`dynamics` is built by this module).
+
+`action_source: recorded` trains the dynamics model on the game's recorded actions instead of
+the LAM's (GenieRedux's "-G" variant, Kazemi et al. 2024): the same network and budget with
+the true controls, so its numbers are the ceiling the latent actions are held to. The LAM is
+still trained beside it, so its metrics stay comparable.
 The frozen tokenizer's weights stay out of the Genie checkpoint (it records the tokenizer's
 path and configuration instead); resuming reloads them from `tokenizer_ckpt_path`.
 """
@@ -17,12 +22,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import torch
 
 from genie.action import LatentAction
-from genie.data import Clip
+from genie.data import Clip, VideoDataModule
 from genie.dynamics import DynamicsModel
 from genie.lit.checkpoints import CheckpointError, store_network
 from genie.lit.fast import adamw, compile_methods
@@ -53,6 +59,10 @@ class GenieTraining(L.LightningModule):
         image_frames: frames per clip in the logged image grids.
         compile: `torch.compile` the LAM's and the dynamics model's loss functions and the
             frozen tokenizer's `tokenize` (the first steps then take minutes longer).
+        action_source: what drives the dynamics model: `latent` (the LAM's actions, Genie) or
+            `recorded` (the game's actions: the ground-truth ceiling).
+        recorded_actions: size of the recorded action space (CoinRun: 15 button combos);
+            checked against the data's metadata when training starts.
     """
 
     def __init__(
@@ -70,12 +80,17 @@ class GenieTraining(L.LightningModule):
         sample_temperature: float = 1.0,
         image_frames: int = 8,
         compile: bool = False,
+        action_source: Literal["latent", "recorded"] = "latent",
+        recorded_actions: int = 15,
     ):
         super().__init__()
+        if action_source not in ("latent", "recorded"):
+            raise ValueError(f"action_source must be 'latent' or 'recorded', got {action_source!r}")
         self.save_hyperparameters(ignore=["lam", "dynamics"])
         self.tokenizer = load_frozen_tokenizer(tokenizer_ckpt_path)
         self.lam = lam
-        self.dynamics = dynamics(self.tokenizer.codebook_size, lam.num_actions)
+        self.recorded = action_source == "recorded"
+        self.dynamics = dynamics(self.tokenizer.codebook_size, recorded_actions if self.recorded else lam.num_actions)
         k = lam.num_actions
         self.register_buffer("action_counts", torch.zeros(k, dtype=torch.long), persistent=False)
         self.register_buffer("contingency", torch.zeros(k, MAX_TRUE_ACTIONS, dtype=torch.long), persistent=False)
@@ -84,6 +99,18 @@ class GenieTraining(L.LightningModule):
         super().train(mode)
         self.tokenizer.eval()  # frozen, always
         return self
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if not self.recorded or not isinstance(datamodule, VideoDataModule):
+            return
+        try:
+            n = datamodule.metadata.get("num_actions")
+        except FileNotFoundError:  # no data: the data module says so itself
+            return
+        if n is not None and n != self.hparams.recorded_actions:
+            raise CheckpointError(f"the data has {n} recorded actions, but model.recorded_actions is "
+                                  f"{self.hparams.recorded_actions}")  # fmt: skip
 
     def configure_model(self) -> None:
         if self.hparams.compile:
@@ -111,7 +138,8 @@ class GenieTraining(L.LightningModule):
     def _losses(self, batch: Clip):
         tokens = self.tokenize(batch.video)
         lam = self.lam.compute_losses(batch.video)
-        dyn = self.dynamics.compute_losses(tokens, lam.actions)  # integer ids: stop-gradient
+        actions = batch.actions[:, : tokens.shape[1] - 1] if self.recorded else lam.actions
+        dyn = self.dynamics.compute_losses(tokens, actions)  # integer ids: stop-gradient
         return tokens, lam, dyn
 
     def training_step(self, batch: Clip, batch_idx: int) -> torch.Tensor:
@@ -157,7 +185,7 @@ class GenieTraining(L.LightningModule):
         true = batch.actions[:, : lam.actions.shape[1]]
         self.contingency += contingency_table(lam.actions, true, k, MAX_TRUE_ACTIONS)
         if batch_idx == 0:
-            self._rollout(video, tokens, lam.actions, stage)
+            self._rollout(video, tokens, true[:, : tokens.shape[1] - 1] if self.recorded else lam.actions, stage)
 
     def _rollout(self, video: torch.Tensor, tokens: torch.Tensor, actions: torch.Tensor, stage: str) -> None:
         """The last frame of each clip generated from the frames before it and the LAM's actions."""
@@ -205,6 +233,7 @@ class GenieTraining(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         store_network(checkpoint, "lam", self.lam.config)
         store_network(checkpoint, "dynamics", self.dynamics.config)
+        checkpoint["action_source"] = self.hparams.action_source
         checkpoint["tokenizer"] = {
             "path": str(self.hparams.tokenizer_ckpt_path),
             "config": self.tokenizer.config,
