@@ -32,13 +32,16 @@ from einops import rearrange
 from tqdm import tqdm
 
 from genie.action import LatentAction
-from genie.data import VideoDataModule, to_clip, to_frames
+from genie.control import EFFECTIVE_GROUPS, compare, game_probe, group_contingency, world_probe
+from genie.data import ClipDataset, VideoDataModule, to_clip, to_frames, to_video
 from genie.dynamics import DynamicsModel
 from genie.evaluation import Evaluator, evaluate_tokenizer, fvd
 from genie.lit.checkpoints import CheckpointError
 from genie.lit.images import save_png
 from genie.media import tile, upscale, write_video
+from genie.metrics import nmi_from_contingency
 from genie.plots import confusion_plot, horizon_plot
+from genie.probe import action_probes, collect, group_table
 from genie.tokenizer import VideoTokenizer
 from genie.world import load_world
 
@@ -57,6 +60,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=25, help="MaskGIT rounds per frame")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--probe_levels", type=int, default=32,
+                   help="level starts of the split for the control probe (0: no probe)")
+    p.add_argument("--probe_frames", type=int, default=16, help="frames each action is held in the control probe")
+    p.add_argument("--probe_clips", type=int, default=512,
+                   help="clips of the train split (and as many of the evaluated split) for the action probes (0: none)")
+    p.add_argument("--classifier_steps", type=int, default=1500,
+                   help="training steps of the inverse-dynamics classifier, the action probes' ceiling")
     p.add_argument("--device", default="cpu")
     p.add_argument("--i3d", help="local TorchScript I3D (i3d_torchscript.pt) for FVD; without it FVD is not computed")
     p.add_argument("--out", default="eval", help="output folder")
@@ -98,7 +108,7 @@ def run(args: argparse.Namespace) -> dict:
         raise ValueError(f"the {args.split} split of {dm.dir} has no clip of {horizon + 1} frames")
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
     ev = Evaluator(world.tokenizer, lam, dynamics, horizon, len(names or range(15)), args.steps, args.temperature,
-                   generator)  # fmt: skip
+                   generator, action_source=world.action_source)  # fmt: skip
     real_videos, fake_videos = [], []
     for batch in tqdm(loader, desc=f"evaluating {args.split}", unit="batch", disable=None):
         clip = to_clip(batch._replace(frames=batch.frames.to(args.device), actions=batch.actions.to(args.device)))
@@ -107,6 +117,14 @@ def run(args: argparse.Namespace) -> dict:
             real_videos.append(clip.video.cpu())
             fake_videos.append(ev.last_rollout.cpu())
     report = ev.report()
+    if names:
+        table = group_contingency(np.array(report["lam"]["contingency"]), names)
+        report["lam"]["nmi_effective_groups"] = round(float(nmi_from_contingency(torch.from_numpy(table))), 4)
+        report["lam"]["effective_groups"] = list(EFFECTIVE_GROUPS)
+    if args.probe_clips > 0 and names:
+        report["probe"] = _action_probes(args, lam, dm, names)
+    if args.probe_levels > 0:
+        report["control"] = _control_probe(args, world, dm, names)
     report["fvd"] = _fvd(args.i3d, real_videos, fake_videos, args.device)
     report["setup"] = {**{k: v for k, v in vars(args).items() if k != "out"}, "horizon": horizon,
                        "clip_frames": horizon + 1, "seconds": round(time.perf_counter() - start, 1),
@@ -115,7 +133,8 @@ def run(args: argparse.Namespace) -> dict:
     confusion_plot(np.array(report["lam"]["contingency"]), out / "confusion.png", names)
     d = report["dynamics"]
     curves = {
-        "rollout, inferred latent actions": d["rollout_psnr_by_horizon"],
+        f"rollout, {'recorded' if world.action_source == 'recorded' else 'inferred latent'} actions":
+            d["rollout_psnr_by_horizon"],
         "copy frame 0 (baseline)": d["copy_first_frame_psnr_by_horizon"],
         "copy frame 0 through the tokenizer (baseline)": d["copy_first_frame_tokens_psnr_by_horizon"],
     }
@@ -123,6 +142,39 @@ def run(args: argparse.Namespace) -> dict:
     rows = [tile(example) for example in ev.examples]  # each: real | reconstruction | rollout
     write_video(out / "samples.gif", upscale(np.concatenate(rows, axis=1), 3), fps=4)
     return report
+
+
+def _control_probe(args: argparse.Namespace, world, dm: VideoDataModule, names: list[str] | None) -> dict:
+    """`genie.control`: each action held from the split's level starts, in the game and in the model."""
+    seeds = sorted(json.loads((dm.dir / "splits.json").read_text())["level_seeds"][args.split])[: args.probe_levels]
+    if not seeds or not names:
+        raise ValueError(f"the control probe needs level seeds and action names in {dm.dir}")
+    print(f"control probe: {len(seeds)} level starts x {len(names)} game actions x {args.probe_frames} frames")
+    game, starts = game_probe(dm.metadata["env_name"], seeds, names, args.probe_frames,
+                              dm.metadata.get("distribution_mode", "hard"))  # fmt: skip
+    world.steps, world.temperature = args.steps, args.temperature
+    world.generator = torch.Generator(device=args.device).manual_seed(args.seed)
+    images = to_video(torch.from_numpy(starts)[:, None])[:, :, 0].to(args.device)  # (L c H W)
+    model, _ = world_probe(world, images, args.probe_frames)
+    if world.action_source == "recorded":
+        model["actions"] = names
+    return {"levels": len(seeds), "frames": args.probe_frames, "game": game, "model": model, **compare(game, model)}
+
+
+def _action_probes(args: argparse.Namespace, lam: LatentAction, dm: VideoDataModule, names: list[str]) -> dict:
+    """`genie.probe`: latent action -> effective group, against a supervised inverse-dynamics ceiling."""
+    t = lam.max_frames
+    train = ClipDataset(dm.dir / "train", t)
+    held = ClipDataset(dm.dir / args.split, t, stride=t)  # non-overlapping clips
+    n = args.probe_clips
+    rng = np.random.default_rng(args.seed)
+    train_clips = rng.choice(len(train), size=min(n, len(train)), replace=False)
+    held_clips = np.linspace(0, len(held) - 1, min(n, len(held))).round().astype(np.int64)
+    print(f"action probes: {len(train_clips)} train / {len(held_clips)} {args.split} clips of {t} frames")
+    groups_of = group_table(names)
+    data = [collect(lam, ds, clips, groups_of, args.batch_size, args.device)
+            for ds, clips in ((train, train_clips), (held, held_clips))]  # fmt: skip
+    return action_probes(*data, lam.num_actions, args.classifier_steps, args.seed)
 
 
 def run_tokenizer(args: argparse.Namespace, start: float) -> dict:

@@ -166,6 +166,14 @@ class LatentAction(nn.Module):
         return ActionEncoding(vq.indices, vq.vectors), vq.loss
 
     def _encode(self, video: torch.Tensor):
+        feats, z = self._features(video)
+        return feats, self.quantizer(z)
+
+    def action_features(self, video: torch.Tensor) -> torch.Tensor:
+        """The encoder's action vectors before quantization, `(b T-1 d)` (for probes)."""
+        return self._features(video)[1]
+
+    def _features(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         self._check(video)
         t = video.shape[2]
         x = frame_conv(self.patch, video)  # (b e T h w); per-frame patches, as 2D conv
@@ -174,7 +182,7 @@ class LatentAction(nn.Module):
         x = x + rearrange(pos, "t (h w) e -> e t h w", h=h, w=w)
         feats = self.encoder(x)  # (b e T h' w')
         z = self.to_action(reduce(feats[:, :, 1:], "b e t h w -> b t e", "mean"))  # read a_t at t+1
-        return feats, self.quantizer(z)
+        return feats, z
 
     # --- decoder: frames <= t and a_t -> frame t+1 ---
     def _decode(self, feats: torch.Tensor, vectors: torch.Tensor, video: torch.Tensor) -> torch.Tensor:

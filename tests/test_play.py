@@ -359,9 +359,18 @@ def test_play_and_evaluate_checkpoints_trained_by_the_tiny_configs(tmp_path, tin
     frames = _gif(out)
     assert len(frames) == 5 and frames[0].shape == (128, 128, 3)
 
-    ev = ["--root", str(tiny_root), "--clips", "2", "--batch_size", "2", "--steps", "2", "--out", str(tmp_path / "ev")]
+    ev = ["--root", str(tiny_root), "--clips", "2", "--batch_size", "2", "--steps", "2", "--out", str(tmp_path / "ev"),
+          "--probe_frames", "4", "--probe_clips", "4", "--classifier_steps", "3"]  # fmt: skip
     assert evaluate_cli.main(common + ev) == 0
     report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    control = report["control"]  # each action held from the 2 test levels' starts, in the game and the model
+    assert control["levels"] == 2 and control["frames"] == 4 and report["action_source"] == "latent"
+    assert len(control["game"]["dx"]) == 15 and len(control["model"]["dy"]) == 6
+    assert control["game"]["spread_x"] > 0.1  # holding RIGHT moves the scene in the game
+    assert 0 <= report["lam"]["nmi_effective_groups"] <= 1
+    probe = report["probe"]  # latent action -> effective group, against an inverse-dynamics classifier
+    assert probe["train_transitions"] == 4 * 5 and probe["classifier_steps"] == 3
+    assert 0 <= probe["latent_action"]["balanced_accuracy"] <= 1 and "balanced_accuracy" in probe["inverse_dynamics"]
     assert report["clips"] == 2 and report["setup"]["horizon"] == 5  # max_frames 6 in the tiny config
     assert len(report["dynamics"]["rollout_psnr_by_horizon"]) == 5
     assert set(report["delta_psnr_t4"]) == {"genie", "genie_redux", "definition"}
