@@ -205,7 +205,7 @@ def _write_report(report: dict, out: Path, name: str) -> Path:
 
 def _fvd(i3d: str | None, real: list[torch.Tensor], fake: list[torch.Tensor], device: str) -> dict:
     if not i3d:
-        return {"computed": False, "reason": "no local I3D weights given (--i3d); they cannot be downloaded here"}
+        return {"computed": False, "reason": "no local I3D weights given (--i3d); nothing is downloaded"}
     path = Path(i3d)
     if not path.is_file():
         raise FileNotFoundError(f"no I3D detector at {path}")

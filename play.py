@@ -29,7 +29,7 @@ from genie.media import MediaError, load_image, tile, upscale, write_video
 from genie.world import World, load_world
 
 RES = Path(__file__).resolve().parent / "res"
-BUNDLED = {  # the small model and example image a fresh clone plays (issue #7 ships them)
+BUNDLED = {  # the small model and example image a fresh clone plays
     "checkpoint": RES / "genie.ckpt",
     "tokenizer_checkpoint": RES / "tokenizer.ckpt",
     "image": RES / "example.png",

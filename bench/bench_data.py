@@ -13,8 +13,8 @@ Measured side by side in one run on this machine:
   loader    VideoDataModule from the split of those episodes: 16-frame clips, batch 32, one
             worker process, including the uint8 -> float conversion of each batch.
 
-Targets (issue #2): sample >= 60 % of raw and >= 8,000 frames/s; loader >= 20,000 frames/s.
-The default run records 1,000 levels (1M frames, ~10 % of the seed's dataset) so that the
+Targets: sample >= 60 % of raw and >= 8,000 frames/s; loader >= 20,000 frames/s.
+The default run records 1,000 levels (1M frames, ~10 % of App. F's dataset) so that the
 one-off start-up (~2 s, mostly procgen loading its assets) weighs as in real use.
 """
 

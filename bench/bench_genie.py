@@ -9,7 +9,7 @@ tokenization, LAM and dynamics forward + backward), times `--steps` steps includ
 and divides by a large matmul measured in the same run (fp32 on CPU, bf16 on GPU).
 
 Generation: one new frame after a 16-frame context (the dynamics model is built with room
-for 17 frames), 25 MaskGIT steps, with and without the temporal KV cache. Target (issue #4):
+for 17 frames), 25 MaskGIT steps, with and without the temporal KV cache. Target:
 the cache >= 3x faster. On the CPU the App. F dynamics model (12 x 512) needs minutes per
 uncached frame, so generation uses the tiny preset unless `--full` (or a GPU).
 """

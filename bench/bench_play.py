@@ -14,7 +14,7 @@ The tiny preset is timed both as `play.py` runs it to a file (eager) and as `pla
 --interactive` runs it (MaskGIT rounds compiled: `World(compile=True)`, torch.compile, CUDA
 graphs on a GPU), the two timed in turn `--repeats` times so that their ratio is not this
 shared VM's drift; then as the page sees it, `/step` requests over HTTP to the play server
-(`measure_http`). Target (issue #5): the tiny preset playable, >= 10 frames/s on the 2-core CPU.
+(`measure_http`). Target: the tiny preset playable, >= 10 frames/s on the 2-core CPU.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Every benchmark in one run, one table: data, both training stages, play (issue #6).
+"""Every benchmark in one run, one table: data, both training stages, play.
 
     python bench/run_all.py                                  # this CPU: small batches, minutes
     python bench/run_all.py --device cuda --compile          # a GPU at App. F batch sizes
@@ -41,7 +41,7 @@ import bench_genie  # noqa: E402
 import bench_play  # noqa: E402
 import bench_tokenizer  # noqa: E402
 
-TARGETS = {  # (stage, preset) -> (what, threshold) on an H100 (issue #6)
+TARGETS = {  # (stage, preset) -> (what, threshold) on an H100
     ("tokenizer", "tokenize.yaml"): ("% of peak", 0.30),
     ("stage 2", "genie.yaml"): ("% of peak", 0.40),
     ("play", "App. F, compiled"): ("frames/s", 30.0),

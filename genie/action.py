@@ -10,7 +10,7 @@ A VQ-VAE over *pixels* (Genie Table 2: pixel input controls better than tokens):
     feats[t+1] --mean over space, linear--> z_t (b T-1 d) --VQ, K codes--> a_t, vector_t
     feats[t] + vector_t --decoder (conditioned blocks)--> frame t+1 (b c T-1 H W)
 
-Alignment (PITFALLS): the encoder is causal in time, so feats[t+1] has seen x_0..x_{t+1}
+Alignment: the encoder is causal in time, so feats[t+1] has seen x_0..x_{t+1}
 and emits a_t, the action of the transition t -> t+1; the decoder sees feats[<= t], i.e.
 frames x_0..x_t, plus a_t, and predicts x_{t+1}. Nothing about x_{t+1} reaches the decoder
 except through the K-way action bottleneck. `actions[:, t]` therefore has the same meaning
@@ -36,8 +36,8 @@ from genie.blocks import frame_conv
 from genie.blueprint import Blueprint, Stack
 from genie.vq import VectorQuantizer
 
-# Seed-README-shaped presets (n_embd 256): the encoder halves the patch grid, the decoder
-# (the seed README's example) doubles it back; decoder blocks are conditioned on the action
+# README-example-shaped presets (n_embd 256): the encoder halves the patch grid, the decoder
+# (the README's Python example) doubles it back; decoder blocks are conditioned on the action
 # vector (width d_codebook = 8 here). The App. F CoinRun LAM is config/genie.yaml.
 LATENT_ACT_ENC: Blueprint = (
     ("space-time_attn", {"n_rep": 2, "n_embd": 256, "n_head": 4, "d_head": 16}),
@@ -72,7 +72,7 @@ class LAMOutput(NamedTuple):
 
 
 class LatentAction(nn.Module):
-    """Latent action model; keyword arguments follow the seed README.
+    """Latent action model; keyword arguments as in the README's Python API.
 
     Args:
         enc_desc: encoder blueprint over the patch grid (model width n_embd in and out).
@@ -117,7 +117,7 @@ class LatentAction(nn.Module):
         self.inp_channels, self.inp_shape, self.patch_size = inp_channels, tuple(inp_shape), patch_size
         self.max_frames, self.predict_delta, self.quant_loss_weight = max_frames, predict_delta, quant_loss_weight
         grid = (H // patch_size) * (W // patch_size)
-        # --- patches and learned space/time positions (added, PITFALLS) ---
+        # --- patches and learned space/time positions (added: attention alone is blind to order) ---
         self.patch = nn.Conv3d(inp_channels, n_embd, (1, patch_size, patch_size), stride=(1, patch_size, patch_size))
         self.pos_space = nn.Parameter(torch.randn(grid, n_embd) * 0.02)
         self.pos_time = nn.Parameter(torch.randn(max_frames, n_embd) * 0.02)

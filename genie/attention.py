@@ -7,11 +7,11 @@ One block = spatial attention over the h*w tokens of each frame, then *causal* t
 attention over the t positions of each spatial location, then a single per-token MLP
 (Genie: "one FFW after both"). Memory grows linearly with the number of frames instead of
 quadratically as in full attention. The MLP is per token and the norms are per token, so
-nothing but the temporal attention mixes time, and that is causal (PITFALLS: a 3D-conv
+nothing but the temporal attention mixes time, and that is causal (a 3D-conv
 "feed-forward" or a norm over time would leak the future).
 
 Attention uses `scaled_dot_product_attention` with its default 1/sqrt(d_head) scale
-(PITFALLS: a hand-written `n_head * d_head ** -0.5` scales logits n_head times too much).
+(a hand-written `n_head * d_head ** -0.5` scales logits n_head times too much).
 
 Two additions serve the later stages:
 - `has_ext`: the block is conditioned on one external vector per frame (the LAM decoder's

@@ -23,7 +23,7 @@ def _triple(x: int | tuple | list) -> tuple[int, int, int]:
 
 
 def _factors(downsample: int | tuple | list | None) -> tuple[int, int]:
-    """`downsample` as the seed writes it: `2` (time=space=2) or `(time, space)`."""
+    """`downsample` as blueprints write it: `2` (time=space=2) or `(time, space)`."""
     if downsample is None:
         return 1, 1
     if isinstance(downsample, int):
@@ -309,7 +309,7 @@ class ProjOut(nn.Module):
 
 
 class CausalConvBlock(CausalConv3d):
-    """Blueprint entry `'causal'`: a plain causal 3D convolution (seed README)."""
+    """Blueprint entry `'causal'`: a plain causal 3D convolution."""
 
     def __init__(self, in_channels: int, out_channels: int | None = None, kernel_size: int | tuple = 3):
         super().__init__(in_channels, out_channels or in_channels, kernel_size)

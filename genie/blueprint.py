@@ -1,4 +1,4 @@
-"""Blueprints: a network described as a list of `(block_name, kwargs)` pairs (seed README).
+"""Blueprints: a network described as a list of `(block_name, kwargs)` pairs.
 
     enc_desc = (
         ('causal', {'in_channels': 3, 'out_channels': 64, 'kernel_size': 3}),
@@ -9,7 +9,7 @@
 
 The same description works from Python and from YAML (where pairs are lists). Every block
 maps a video `(b c t h w)` to a video. Building checks that channels chain and names a bad
-entry; it never mutates the description (PITFALLS: popping `n_rep` out of a preset dict
+entry; it never mutates the description (popping `n_rep` out of a preset dict
 silently builds a smaller model the second time the preset is used).
 """
 

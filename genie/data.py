@@ -5,7 +5,8 @@ Shape legend (used throughout the repo):
 
 The project's one pixel convention: outside this module videos are float `(b c t h w)`
 in [-1, 1]. On disk frames are uint8 `(t h w c)`. `to_video` / `to_frames` convert
-between the two and are the only place that does (PITFALLS: "one pixel range").
+between the two and are the only place that does: a model trained on one pixel range and
+fed another fails silently.
 
 A clip is `num_frames` consecutive frames of one life: it never crosses an episode
 boundary nor a CoinRun restart (death or success), which would teach the model to

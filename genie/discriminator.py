@@ -57,7 +57,7 @@ class _Down2d(nn.Module):
 
 
 class FrameDiscriminator(nn.Module):
-    """Args follow the seed's `disc_kwargs`.
+    """Args are the tokenizer's `disc_kwargs`.
 
     Args:
         inp_size: frame (h, w).

@@ -8,7 +8,8 @@ Shape legend: b batch, t frames (T of them), h w token grid, s = h * w, e model 
 
 Training (`compute_loss`): a random fraction U(0.5, 1) of the tokens of frames 1.. is replaced
 by the mask id V; cross-entropy against the *original* tokens at the masked positions
-(PITFALLS: targets are the real tokens, the mask id is input only).
+(the mask id is input only: using the masked input as target drives the loss to 0 and learns
+nothing).
 
 Actions: `act_id[:, t]` leads from frame t to t+1 (the recorded CoinRun actions and the
 LAM's actions mean the same), so the embedding added to frame t+1 is that of `act_id[:, t]`
@@ -40,7 +41,7 @@ from genie.blueprint import Blueprint, BlueprintError, Stack
 
 log = logging.getLogger(__name__)
 
-# The seed README's example: 4 ST blocks of width 256.
+# The README's Python example: 4 ST blocks of width 256.
 DYNAMICS_DESC: Blueprint = (("space-time_attn", {"n_rep": 4, "n_embd": 256, "n_head": 4, "d_head": 16}),)
 
 
@@ -56,7 +57,7 @@ class Step(NamedTuple):
 
 
 class DynamicsModel(nn.Module):
-    """MaskGIT dynamics model; keyword arguments follow the seed README.
+    """MaskGIT dynamics model; keyword arguments as in the README's Python API.
 
     `tok_vocab` and `act_vocab` come first so that training can build the model once it knows
     them from the tokenizer checkpoint and the LAM (`genie.lit.genie`).
@@ -181,7 +182,7 @@ class DynamicsModel(nn.Module):
         """Append `num_frames` frames to `tokens (b T h w)`: returns `(b T+num_frames h w)`.
 
         New frame T+k is driven by `act_id[:, T-1+k]`, so `act_id` needs `T-1+num_frames`
-        columns (the seed's `(b, T)` for one frame). `temperature=0` decodes greedily.
+        columns (`(b, T)` as the README's API passes it, for one frame). `temperature=0` decodes greedily.
         `use_cache=False` recomputes every past frame at every MaskGIT round (for comparison).
         """
         self._check_tokens(tokens)
@@ -281,7 +282,7 @@ class DynamicsModel(nn.Module):
 
         Its shapes are fixed, so one graph serves every round and frame of a rollout (compiled
         on the first, in 5-20 s on a 2-core CPU). `mode="reduce-overhead"` adds CUDA graphs on
-        a GPU: 25 rounds a frame are then not bound by kernel launches (issue #6).
+        a GPU: 25 rounds a frame are then not bound by kernel launches.
         """
         self._compiled_round = torch.compile(self._round_eager, mode=mode, dynamic=False, fullgraph=True)
         return self

@@ -15,10 +15,11 @@ An episode file is a zstandard-compressed `.npy` array of `T` records, one per s
                                death / success (CoinRun restarts the same level)
 
 The level seed is the number in the file name. Frames are stored losslessly, never as
-lossy video (PITFALLS: colour order, compression). Why zstandard level 1: CoinRun frames
-shrink ~16x for ~11-15 us of CPU per frame, about what writing them raw costs, and raw
-frames at sample.py's ~35k frames/s (12 KiB each) would outrun this machine's ~400 MB/s
-disk. The seed's 10k x 1000-step dataset takes ~7.6 GB instead of 123 GB (762 bytes per
+lossy video (video codecs blur the small agent and can swap colour order). Why zstandard
+level 1: CoinRun frames shrink ~16x for ~11-15 us of CPU per frame, about what writing them
+raw costs, and raw
+frames at sample.py's ~35k frames/s (12 KiB each) would outrun a typical ~400 MB/s
+disk. App. F's 10k x 1000-step dataset takes ~7.6 GB instead of 123 GB (762 bytes per
 frame, measured by bench/bench_data.py). The frame checksum catches corruption. Files are
 written to a temporary name and renamed when complete, so a final name is always whole.
 """

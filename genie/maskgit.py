@@ -75,7 +75,7 @@ def decode(
     `(b m V)` of the m still-masked positions (every row has the same m), samples them (argmax
     when `temperature == 0`), commits the most confident and keeps the rest masked so that a
     `cosine_schedule` fraction of the frame stays masked. Committed tokens are fed back at the
-    next round (PITFALLS: feeding the same input every round is one-shot generation in
+    next round (feeding the same input every round is one-shot generation in
     disguise); at least one token is committed per round and none is masked after the last.
     Only masked positions are projected to the vocabulary and sampled: on average a third of
     the tokens are already committed, and their logits would be thrown away.

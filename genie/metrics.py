@@ -299,7 +299,7 @@ def count_ids(ids: Tensor, size: int) -> Tensor:
 
     Like `torch.bincount(ids, minlength=size)`, but bincount sizes its output from the data's
     maximum, which costs a device-to-host copy (a stall) on a GPU; this never reads the data
-    on the host, so training steps can use it (issue #6). Ids must lie in [0, size).
+    on the host, so training steps can use it. Ids must lie in [0, size).
     """
     flat = ids.reshape(-1).long()
     return torch.zeros(size, dtype=torch.long, device=ids.device).scatter_add_(0, flat, torch.ones_like(flat))

@@ -28,7 +28,7 @@ from genie.blueprint import Blueprint, Stack
 from genie.discriminator import FrameDiscriminator, hinge_d_loss, hinge_g_loss
 from genie.quantize import FSQ, LFQ
 
-# Seed-README-shaped presets: time x2 and space x4 down-sampling into 18 LFQ bits (2^18 codes,
+# README-example-shaped presets: time x2 and space x4 down-sampling into 18 LFQ bits (2^18 codes,
 # MagViT-2's vocabulary). Genie's CoinRun tokenizer (no time down-sampling, 10 bits) is
 # described in config/tokenize.yaml with the same blocks.
 MAGVIT2_ENC_DESC: Blueprint = (
@@ -70,7 +70,7 @@ class TokenizerLoss(NamedTuple):
 
 
 class VideoTokenizer(nn.Module):
-    """Causal video tokenizer; keyword arguments follow the seed README.
+    """Causal video tokenizer; keyword arguments as in the README's Python API.
 
     Args:
         enc_desc: encoder blueprint; its output channels feed the quantizer.

@@ -4,7 +4,7 @@ Shape legend: N vectors, d = d_codebook (width of a code vector), K = num_codes.
 
 Genie's latent action model quantizes each transition to one of a handful of codes
 (App. F: 6 for CoinRun). Unlike the tokenizer's LFQ, where d bits give 2^d codes, this is a
-real codebook of exactly K vectors of width d (PITFALLS: "8 actions" via 8 LFQ bits is 256).
+real codebook of exactly K vectors of width d ("8 actions" through 8 LFQ bits would be 256).
 
 Loss (VQ-VAE eq. 3): ||sg(z) - q||^2 (moves the codes) + commit * ||z - sg(q)||^2 (keeps the
 encoder near its code); gradients reach the encoder straight through q.

@@ -83,7 +83,7 @@ def test_action_t_sees_frames_up_to_t_plus_1_only():
 
 
 def test_decoder_predicts_frame_t_plus_1_from_frames_up_to_t_and_a_t():
-    """The bottleneck (PITFALLS): with actions fixed, frame t+1 of the video cannot reach the
+    """The bottleneck: with actions fixed, frame t+1 of the video cannot reach the
     prediction of frame t+1; only the action carries it."""
     lam = small_lam(predict_delta=False).eval()
     video = torch.rand(2, 3, 6, 16, 16) * 2 - 1

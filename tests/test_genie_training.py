@@ -163,7 +163,8 @@ def test_recorded_actions_drive_the_dynamics_for_the_ceiling(tmp_path, tiny_root
     import evaluate as evaluate_cli
 
     ev = ["--checkpoint", str(last), "--tokenizer_checkpoint", str(tok), "--root", str(tiny_root), "--clips", "2",
-          "--batch_size", "2", "--steps", "2", "--probe_frames", "3", "--probe_clips", "0", "--out", str(tmp_path / "ev")]  # fmt: skip
+          "--batch_size", "2", "--steps", "2", "--probe_frames", "3", "--probe_clips", "0",
+          "--out", str(tmp_path / "ev")]  # fmt: skip
     assert evaluate_cli.main(ev) == 0
     report = json.loads((tmp_path / "ev" / "report.json").read_text())
     assert report["action_source"] == "recorded" and len(report["control"]["model"]["dx"]) == 15

@@ -246,9 +246,6 @@ def test_resized_image_warns_once_and_no_checkpoint_says_what_to_pass(synthetic,
     assert run.returncode == 0, run.stderr
     warnings = [line for line in run.stderr.splitlines() if "warning" in line]
     assert len(warnings) == 1 and "resizing to 8x8" in warnings[0]
-    if not (REPO / "res" / "genie.ckpt").exists():  # until a bundled model ships (issue #7)
-        run = subprocess.run([sys.executable, str(REPO / "play.py")], capture_output=True, text=True, cwd=tmp_path)
-        assert run.returncode == 2 and "pass --checkpoint" in run.stderr
 
 
 # --- interactive ---

@@ -169,7 +169,7 @@ def test_tiny_clip_overfits_to_30_db():
 
 
 def test_seed_readme_example_runs_as_written(monkeypatch, tmp_path):
-    # The ImageNet VGG16 file is not downloadable here: a stand-in in the hub cache.
+    # Tests never download: a stand-in for the ImageNet VGG16 file in the hub cache.
     from genie.perceptual import WEIGHTS_FILE, VGG16Features
 
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)

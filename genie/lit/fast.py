@@ -1,9 +1,10 @@
-"""What keeps a training step fast, shared by both stages (issue #6): a fused AdamW and an
+"""What keeps a training step fast, shared by both stages: a fused AdamW and an
 opt-in `torch.compile` of the networks' loss functions.
 
 Mixed precision is the trainer's (`trainer.precision: bf16-mixed` in the GPU presets):
 Lightning's autocast runs matmuls and attention in bf16 while parameters, optimizer state,
-norms and the losses (computed in fp32 by the networks) stay fp32 ([D] DESIGN.md).
+norms and the losses (computed in fp32 by the networks) stay fp32: bf16 weights and optimizer
+state would round small updates away.
 """
 
 from __future__ import annotations
