@@ -1,7 +1,7 @@
 """Evaluate a trained Genie on held-out levels: a JSON report, PNG plots and a side-by-side GIF.
 
-    python evaluate.py --checkpoint checkpoints/genie.tiny/last.ckpt \\
-        --tokenizer_checkpoint checkpoints/tokenizer.tiny/last.ckpt --out eval/tiny
+    python evaluate.py --checkpoint runs/genie.tiny/checkpoints/last.ckpt \\
+        --tokenizer_checkpoint runs/tokenizer.tiny/checkpoints/last.ckpt --out eval/tiny
 
 Writes `<out>/report.json` (see `genie.evaluation` for every number), `confusion.png`
 (latent x true action), `rollout_psnr.png` (PSNR by horizon with the copy-frame-0 baseline)
@@ -14,7 +14,7 @@ Without `--checkpoint` it evaluates the tokenizer alone, on `--clips` held-out c
 and the average-pooling baselines a tokenizer must beat) and `tokenizer_grid.png` (real frames
 above their reconstructions, 3x upscaled).
 
-    python evaluate.py --tokenizer_checkpoint checkpoints/tokenizer.tiny/last.ckpt --out eval/tokenizer
+    python evaluate.py --tokenizer_checkpoint runs/tokenizer.tiny/checkpoints/last.ckpt --out eval/tokenizer
 """
 
 from __future__ import annotations

@@ -13,15 +13,14 @@ settable from the YAML or the command line (`--help` lists them).
 
 import sys
 
-from lightning.pytorch.cli import LightningCLI
-
 from genie.data import VideoDataModule
+from genie.lit.cli import TrainingCLI
 from genie.lit.checkpoints import CheckpointError
 from genie.lit.genie import GenieTraining
 
 
-def main(args: list[str] | None = None) -> LightningCLI:
-    return LightningCLI(GenieTraining, VideoDataModule, args=args, save_config_kwargs={"overwrite": True})
+def main(args: list[str] | None = None) -> TrainingCLI:
+    return TrainingCLI(GenieTraining, VideoDataModule, args=args)
 
 
 if __name__ == "__main__":

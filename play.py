@@ -1,7 +1,7 @@
 """Play a learned world from one image: a GIF/MP4 rollout, or live in the browser.
 
-    python play.py --checkpoint checkpoints/genie.tiny/last.ckpt \\
-        --tokenizer_checkpoint checkpoints/tokenizer.tiny/last.ckpt --image res/example.png --output out.gif
+    python play.py --checkpoint runs/genie.tiny/checkpoints/last.ckpt \\
+        --tokenizer_checkpoint runs/tokenizer.tiny/checkpoints/last.ckpt --image res/example.png --output out.gif
     python play.py ... --actions 0,0,3,3,5 --num_frames 20    # a sequence of latent actions (repeats)
     python play.py ... --batch                               # one rollout per latent action, side by side
     python play.py ... --interactive                         # a page on http://127.0.0.1:8000 (compiled rounds)

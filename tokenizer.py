@@ -10,14 +10,13 @@ LightningCLI: every argument of `genie.lit.tokenizer.TokenizerTraining`, of the
 or the command line (`--help` lists them).
 """
 
-from lightning.pytorch.cli import LightningCLI
-
 from genie.data import VideoDataModule
+from genie.lit.cli import TrainingCLI
 from genie.lit.tokenizer import TokenizerTraining
 
 
-def main(args: list[str] | None = None) -> LightningCLI:
-    return LightningCLI(TokenizerTraining, VideoDataModule, args=args, save_config_kwargs={"overwrite": True})
+def main(args: list[str] | None = None) -> TrainingCLI:
+    return TrainingCLI(TokenizerTraining, VideoDataModule, args=args)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Write the small default model that play.py and evaluate.py use from a fresh clone (res/).
 
-    python scripts/bundle.py --checkpoint checkpoints/genie.tiny/last.ckpt \\
-        --tokenizer_checkpoint checkpoints/tokenizer.tiny/last.ckpt --root ./data --out res
+    python scripts/bundle.py --checkpoint runs/genie.tiny/checkpoints/last.ckpt \\
+        --tokenizer_checkpoint runs/tokenizer.tiny/checkpoints/last.ckpt --root ./data --out res
 
 Keeps only what inference needs: each network's stored configuration and its weights in
 float16 (loaded back into float32 modules), no optimizer state. The Genie checkpoint records

@@ -52,13 +52,13 @@ def _ddp_fit(script: str, preset: str, run: Path, tiny_root: Path, *extra: str) 
             *extra]  # fmt: skip
     # PYTHONPATH: every rank imports RankLog; one thread per rank: 2 ranks on 2 cores, no oversubscription.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HELPERS), str(REPO)]), "OMP_NUM_THREADS": "1"}
-    # cwd=run: the presets' checkpoint dirpath (checkpoints/...) is relative; nothing lands in the repo.
+    # cwd=run: nothing lands in the repository, whatever a preset writes.
     proc = subprocess.run(args, cwd=run, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return [json.loads((run / "ranks" / f"rank{r}.json").read_text()) for r in range(WORLD)]
 
 
-def _check_run(run: Path, ranks: list[dict], ckpt_dir: str) -> Path:
+def _check_run(run: Path, ranks: list[dict]) -> Path:
     """Common to both stages; returns rank 0's checkpoint."""
     assert [r["rank"] for r in ranks] == list(range(WORLD)) and all(r["world_size"] == WORLD for r in ranks)
     # --- each process trained on its own clips (Lightning's DistributedSampler over ClipDataset) ---
@@ -71,7 +71,7 @@ def _check_run(run: Path, ranks: list[dict], ckpt_dir: str) -> Path:
     assert ranks[0]["metrics"] == ranks[1]["metrics"] and any(m.startswith("val/") for m in ranks[0]["metrics"])
     # --- rank 0 alone wrote one checkpoint set and one log ---
     ckpts = sorted(p.relative_to(run).as_posix() for p in run.rglob("*.ckpt"))
-    assert ckpts == [f"checkpoints/{ckpt_dir}/last.ckpt"]
+    assert ckpts == ["checkpoints/last.ckpt"]  # under --trainer.default_root_dir
     assert [p.name for p in (run / "lightning_logs").iterdir()] == ["version_0"]
     log = run / "lightning_logs" / "version_0"
     assert (log / "config.yaml").is_file() and len(list((log / "images").iterdir())) == 1
@@ -91,7 +91,7 @@ def test_ddp_fit_of_both_stages(tmp_path, tiny_root):
     run1 = tmp_path / "tokenizer"
     run1.mkdir()
     ranks = _ddp_fit("tokenizer.py", "tokenize.tiny.yaml", run1, tiny_root, "--data.eval_clips", "3")
-    tokenizer_ckpt = _check_run(run1, ranks, "tokenizer.tiny")
+    tokenizer_ckpt = _check_run(run1, ranks)
     tokenizer = VideoTokenizer.from_checkpoint(str(tokenizer_ckpt))
     assert rank_log.weights_fingerprint(tokenizer) == ranks[0]["weights"]["tokenizer"]
     # Lightning's DistributedSampler pads the evaluation set to a multiple of the process count
@@ -105,7 +105,7 @@ def test_ddp_fit_of_both_stages(tmp_path, tiny_root):
     ranks = _ddp_fit("genie.py", "genie.tiny.yaml", run2, tiny_root, "--data.eval_clips", "4",
                      "--model.tokenizer_ckpt_path", str(tokenizer_ckpt), "--model.sample_steps", "2",
                      "--model.lam.init_args.dead_fraction", "1.0")  # fmt: skip
-    genie_ckpt = _check_run(run2, ranks, "genie.tiny")
+    genie_ckpt = _check_run(run2, ranks)
     lam, dynamics = LatentAction.from_checkpoint(str(genie_ckpt)), DynamicsModel.from_checkpoint(str(genie_ckpt))
     assert rank_log.weights_fingerprint(lam) == ranks[0]["weights"]["lam"]
     assert rank_log.weights_fingerprint(dynamics) == ranks[0]["weights"]["dynamics"]

@@ -1,6 +1,7 @@
 """genie.py: the LightningCLI entry point of stage 2, both presets, checkpoints, resuming, bad input."""
 
 import functools
+import importlib.util
 import json
 import subprocess
 import sys
@@ -93,7 +94,7 @@ def test_checkpoint_round_trip_resume_and_evaluation(tmp_path, tiny_root, tokeni
     tok = tokenizers["genie.tiny.yaml"]
     first = genie_cli.main(_args("fit", "genie.tiny.yaml", tiny_root, tok, tmp_path,
                                  "--trainer.max_steps", "3", "--trainer.val_check_interval", "3"))  # fmt: skip
-    last = tmp_path / "checkpoints" / "genie.tiny" / "last.ckpt"
+    last = tmp_path / "checkpoints" / "last.ckpt"
     assert last.is_file() and first.trainer.global_step == 3
     ckpt = torch.load(last, weights_only=False)
     assert not any(k.startswith("tokenizer.") for k in ckpt["state_dict"])  # frozen: stored on its own
@@ -154,7 +155,7 @@ def test_recorded_actions_drive_the_dynamics_for_the_ceiling(tmp_path, tiny_root
     cli = genie_cli.main(_args("fit", "genie.tiny.yaml", tiny_root, tok, tmp_path, "--model.action_source", "recorded",
                                "--trainer.max_steps", "2", "--trainer.val_check_interval", "2"))  # fmt: skip
     assert cli.model.dynamics.act_vocab == 15 and cli.model.lam.num_actions == 6
-    last = tmp_path / "checkpoints" / "genie.tiny" / "last.ckpt"
+    last = tmp_path / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["action_source"] == "recorded"
     from genie.world import load_world
 
@@ -172,3 +173,28 @@ def test_recorded_actions_drive_the_dynamics_for_the_ceiling(tmp_path, tiny_root
     with pytest.raises(CheckpointError, match="15 recorded actions"):
         genie_cli.main(_args("fit", "genie.tiny.yaml", tiny_root, tok, tmp_path / "x", "--model.action_source",
                              "recorded", "--model.recorded_actions", "9", "--trainer.fast_dev_run", "1"))  # fmt: skip
+
+
+def test_a_rerun_replaces_the_tokenizer_that_stage_2_reads(tmp_path, tiny_root, monkeypatch):
+    """The presets as a user runs them (paths relative to the working directory): training the
+    tiny tokenizer twice leaves one `last.ckpt`, the second run's, and stage 2 loads that one."""
+    monkeypatch.chdir(tmp_path)
+    spec = importlib.util.spec_from_file_location("tokenizer_script", REPO / "tokenizer.py")
+    tokenizer_cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tokenizer_cli)
+    small = ["--data.root", str(tiny_root), "--data.num_frames", "4", "--data.batch_size", "2", "--data.num_workers",
+             "0", "--data.eval_clips", "2", "--trainer.enable_progress_bar", "false"]  # fmt: skip
+
+    def fit_tokenizer(seed: int) -> dict[str, torch.Tensor]:
+        cli = tokenizer_cli.main(["fit", "-c", str(REPO / "config" / "tokenize.tiny.yaml"), *small, "--seed_everything",
+                                  str(seed), "--trainer.max_steps", "1", "--trainer.val_check_interval", "1"])  # fmt: skip
+        return {k: v.clone() for k, v in cli.model.tokenizer.state_dict().items()}
+
+    first, second = fit_tokenizer(0), fit_tokenizer(1)
+    names = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.ckpt"))
+    assert "runs/tokenizer.tiny/checkpoints/last.ckpt" in names and not any("-v1" in n for n in names)
+    stage2 = genie_cli.main(["fit", "-c", str(REPO / "config" / "genie.tiny.yaml"), *small, "--model.sample_steps", "3",
+                             "--trainer.fast_dev_run", "1"])  # fmt: skip
+    used = stage2.model.tokenizer.state_dict()
+    key = next(k for k in used if k.endswith("weight"))
+    assert torch.equal(used[key], second[key]) and not torch.equal(used[key], first[key])

@@ -345,7 +345,7 @@ def test_play_and_evaluate_checkpoints_trained_by_the_tiny_configs(tmp_path, tin
     monkeypatch.chdir(tmp_path)
     tok = _tokenizer_checkpoint(tmp_path / "tokenizer.ckpt", "tokenize.tiny.yaml")
     genie_cli.main(_args("fit", "genie.tiny.yaml", tiny_root, tok, tmp_path, "--trainer.max_steps", "2"))
-    last = tmp_path / "checkpoints" / "genie.tiny" / "last.ckpt"
+    last = tmp_path / "checkpoints" / "last.ckpt"
     frame = next(iter(VideoDataModule(tiny_root, num_frames=1, batch_size=1, num_workers=0).test_dataloader()))
     Image.fromarray(frame.frames[0, 0].numpy()).save(tmp_path / "coinrun.png")  # a real held-out frame
     common = ["--checkpoint", str(last), "--tokenizer_checkpoint", str(tok)]

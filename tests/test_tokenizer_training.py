@@ -36,7 +36,7 @@ def test_checkpoint_rebuilds_the_tokenizer_and_training_resumes(tmp_path, tiny_r
     first = _fit(
         tmp_path, tiny_root, "tokenize.tiny.yaml", "--trainer.max_steps", "3", "--trainer.val_check_interval", "3"
     )
-    last = tmp_path / "checkpoints" / "tokenizer.tiny" / "last.ckpt"
+    last = tmp_path / "checkpoints" / "last.ckpt"
     assert last.is_file() and first.trainer.global_step == 3
     rebuilt = VideoTokenizer.from_checkpoint(str(last)).eval()
     trained = first.model.tokenizer.eval()
