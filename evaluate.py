@@ -32,13 +32,12 @@ from einops import rearrange
 from tqdm import tqdm
 
 from genie.action import LatentAction
+from genie.checkpoints import CheckpointError
 from genie.control import EFFECTIVE_GROUPS, compare, game_probe, group_contingency, world_probe
 from genie.data import ClipDataset, VideoDataModule, to_clip, to_frames, to_video
 from genie.dynamics import DynamicsModel
 from genie.evaluation import Evaluator, evaluate_tokenizer, fvd
-from genie.lit.checkpoints import CheckpointError
-from genie.lit.images import save_png
-from genie.media import tile, upscale, write_video
+from genie.media import save_png, tile, upscale, write_video
 from genie.metrics import nmi_from_contingency
 from genie.plots import confusion_plot, horizon_plot
 from genie.probe import action_probes, collect, group_table

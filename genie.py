@@ -13,9 +13,9 @@ settable from the YAML or the command line (`--help` lists them).
 
 import sys
 
+from genie.checkpoints import CheckpointError
 from genie.data import VideoDataModule
 from genie.lit.cli import TrainingCLI
-from genie.lit.checkpoints import CheckpointError
 from genie.lit.genie import GenieTraining
 
 

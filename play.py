@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from genie.checkpoints import CheckpointError
 from genie.data import to_frames
-from genie.lit.checkpoints import CheckpointError
 from genie.media import MediaError, load_image, tile, upscale, write_video
 from genie.world import World, load_world
 

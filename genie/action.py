@@ -224,6 +224,6 @@ class LatentAction(nn.Module):
     @classmethod
     def from_checkpoint(cls, path: str, map_location: str | torch.device = "cpu") -> LatentAction:
         """Rebuild a trained LAM from a `genie.py fit` checkpoint alone."""
-        from genie.lit.checkpoints import load_network
+        from genie.checkpoints import load_network
 
         return load_network(cls, path, "lam", map_location)

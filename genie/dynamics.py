@@ -300,6 +300,6 @@ class DynamicsModel(nn.Module):
     @classmethod
     def from_checkpoint(cls, path: str, map_location: str | torch.device = "cpu") -> DynamicsModel:
         """Rebuild a trained dynamics model from a `genie.py fit` checkpoint alone."""
-        from genie.lit.checkpoints import load_network
+        from genie.checkpoints import load_network
 
         return load_network(cls, path, "dynamics", map_location)

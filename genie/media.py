@@ -78,6 +78,16 @@ def png_bytes(frame: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def save_png(path: Path, image: np.ndarray) -> None:
+    """Write an `(h w c)` uint8 image atomically (temp file, then rename)."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    Image.fromarray(image).save(tmp, format="PNG")
+    tmp.replace(path)
+
+
 def write_video(path: str | Path, frames: np.ndarray, fps: float = 10.0) -> Path:
     """Write `(t H W c)` uint8 frames as an animated GIF or an MP4, chosen by `path`'s suffix.
 

@@ -249,6 +249,6 @@ class VideoTokenizer(nn.Module):
     @classmethod
     def from_checkpoint(cls, path: str, map_location: str | torch.device = "cpu") -> VideoTokenizer:
         """Rebuild a trained tokenizer from a `tokenizer.py fit` checkpoint alone."""
-        from genie.lit.checkpoints import load_network
+        from genie.checkpoints import load_network
 
         return load_network(cls, path, "tokenizer", map_location)

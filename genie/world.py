@@ -24,8 +24,8 @@ from einops import rearrange
 
 from genie.attention import TimeKV
 from genie.blocks import FrameStream
+from genie.checkpoints import CheckpointError
 from genie.dynamics import DynamicsModel
-from genie.lit.checkpoints import CheckpointError
 from genie.tokenizer import VideoTokenizer
 
 

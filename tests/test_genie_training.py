@@ -12,8 +12,8 @@ import torch
 import yaml
 
 from genie.action import LatentAction
+from genie.checkpoints import CheckpointError, MissingCheckpointError, store_network
 from genie.dynamics import DynamicsModel
-from genie.lit.checkpoints import CheckpointError, MissingCheckpointError, store_network
 from genie.tokenizer import VideoTokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -186,8 +186,9 @@ def test_a_rerun_replaces_the_tokenizer_that_stage_2_reads(tmp_path, tiny_root, 
              "0", "--data.eval_clips", "2", "--trainer.enable_progress_bar", "false"]  # fmt: skip
 
     def fit_tokenizer(seed: int) -> dict[str, torch.Tensor]:
-        cli = tokenizer_cli.main(["fit", "-c", str(REPO / "config" / "tokenize.tiny.yaml"), *small, "--seed_everything",
-                                  str(seed), "--trainer.max_steps", "1", "--trainer.val_check_interval", "1"])  # fmt: skip
+        preset = str(REPO / "config" / "tokenize.tiny.yaml")
+        cli = tokenizer_cli.main(["fit", "-c", preset, *small, "--seed_everything", str(seed),
+                                  "--trainer.max_steps", "1", "--trainer.val_check_interval", "1"])  # fmt: skip
         return {k: v.clone() for k, v in cli.model.tokenizer.state_dict().items()}
 
     first, second = fit_tokenizer(0), fit_tokenizer(1)

@@ -21,9 +21,9 @@ from PIL import Image
 
 from genie.action import LatentAction
 from genie.blocks import FrameStream
+from genie.checkpoints import CheckpointError, store_network
 from genie.dynamics import DynamicsModel
 from genie.evaluation import frechet_distance, fvd
-from genie.lit.checkpoints import CheckpointError, store_network
 from genie.serve import PlayServer
 from genie.tokenizer import VideoTokenizer
 from genie.world import World, load_world

@@ -28,12 +28,13 @@ import lightning as L
 import torch
 
 from genie.action import LatentAction
+from genie.checkpoints import CheckpointError, store_network
 from genie.data import Clip, VideoDataModule
 from genie.dynamics import DynamicsModel
-from genie.lit.checkpoints import CheckpointError, store_network
 from genie.lit.fast import adamw, compile_methods
-from genie.lit.images import pair_grid, save_png
+from genie.lit.images import pair_grid
 from genie.lit.schedule import warmup_cosine_scheduler
+from genie.media import save_png
 from genie.metrics import codebook_usage_from_counts, contingency_table, count_ids, nmi_from_contingency, psnr
 from genie.tokenizer import VideoTokenizer
 

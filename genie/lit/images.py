@@ -10,16 +10,6 @@ import torch
 from genie.data import to_frames
 
 
-def save_png(path: Path, image: np.ndarray) -> None:
-    """Write an `(h w c)` uint8 image atomically (temp file, then rename)."""
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(image).save(tmp, format="PNG")
-    tmp.replace(path)
-
-
 def pair_grid(real: torch.Tensor, fake: torch.Tensor, clips: int = 4) -> np.ndarray:
     """Videos `(b c t h w)` in [-1, 1] -> one uint8 image `(2 * clips * h, t * w, c)`: for each of
     the first `clips` clips a row of its real frames above a row of the model's."""

@@ -13,11 +13,12 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from genie.checkpoints import store_network
 from genie.data import Clip
-from genie.lit.checkpoints import store_network
 from genie.lit.fast import adamw, compile_methods
-from genie.lit.images import pair_grid, save_png
+from genie.lit.images import pair_grid
 from genie.lit.schedule import warmup_cosine_scheduler
+from genie.media import save_png
 from genie.metrics import CodebookCounter, codebook_usage_from_counts, psnr, ssim
 from genie.tokenizer import VideoTokenizer
 
