@@ -1,12 +1,17 @@
 """The control probe: scene shifts by phase correlation, CoinRun's effective action groups, and
 each action held in the game and in a world model."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from genie.control import EFFECTIVE_GROUPS, effective_group, game_probe, group_contingency, mean_shifts, world_probe
 from genie.motion import phase_shift
+
+REPO = Path(__file__).resolve().parents[1]
 
 COINRUN = ["LEFT+DOWN", "LEFT", "LEFT+UP", "DOWN", "NOOP", "UP", "RIGHT+DOWN", "RIGHT", "RIGHT+UP",
            "D", "A", "W", "S", "Q", "E"]  # fmt: skip
@@ -101,3 +106,26 @@ def test_in_the_game_right_scrolls_the_scene_left_and_noop_does_not():
     assert dx["RIGHT"] < -0.2  # the camera follows the agent running right
     assert abs(dx["NOOP"]) < 0.1
     assert summary["spread_x"] > 0.2
+
+
+def test_compare_reports_tabulates_margins_and_refuses_other_files(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compare_reports", REPO / "scripts" / "compare_reports.py")
+    compare_reports = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare_reports)
+    report = {"action_source": "recorded",
+              "dynamics": {"teacher_forced_psnr": 25.0, "copy_last_frame_tokens_psnr": 23.5,
+                           "rollout_psnr_by_horizon": [24.0, 22.0],
+                           "copy_first_frame_tokens_psnr_by_horizon": [23.0, 22.5]},
+              "delta_psnr_t4": {"genie": 1.2}, "lam": {"nmi_true_actions": 0.3},
+              "control": {"spread_x_ratio": 0.4, "spread_y_ratio": 0.7}}  # fmt: skip
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "report.json").write_text(json.dumps(report))
+    assert compare_reports.main([str(tmp_path / "a"), "--markdown", str(tmp_path / "t.md")]) == 0
+    line = (tmp_path / "t.md").read_text().splitlines()[2]
+    assert line.startswith("| a | recorded | 25.0 | 23.5 | 1.5 | 22.0 | 22.5 | -0.5 | 1.2 | 0.3 | - | - | 0.4 | 0.7 |")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "report.json").write_text("{}")
+    assert compare_reports.main([str(tmp_path / "b")]) == 2
+    assert "not an evaluate.py report" in capsys.readouterr().err
