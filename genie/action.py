@@ -17,6 +17,12 @@ except through the K-way action bottleneck. `actions[:, t]` therefore has the sa
 as the recorded CoinRun actions (`Clip.actions[:, t]` leads from frame t to t+1) and as
 the dynamics model's `act_id[:, t]`.
 
+`decoder_context="frame"` (an option, after tinyworlds' LAM, which shows its decoder only the
+first frame): the decoder reads frame t's own patches instead of feats[t], time folded into
+the batch, so it sees no earlier frame. With the history, CoinRun's momentum tells the
+decoder most of where things go next and the action need carry little; without it, the
+motion itself must pass through the K-way bottleneck.
+
 Departure from the paper, on by default (`predict_delta`): the decoder predicts the change
 x_{t+1} - x_t and adds it to x_t. At CoinRun's coarse 16x16-pixel patches, rebuilding the
 whole frame from patch features is most of the work; predicting the change leaves the action
@@ -25,7 +31,7 @@ to explain what moved.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -90,6 +96,8 @@ class LatentAction(nn.Module):
         dead_fraction: restart a code used below this fraction of 1/K (0: never).
         normalize_codes: l2-normalised (cosine) action codebook (`genie.vq`).
         quant_loss_weight: weight of the VQ loss in the total.
+        decoder_context: `history` (frames <= t, as Genie) or `frame` (frame t alone; see the
+            module docstring). `frame` needs an encoder that keeps the patch grid.
     """
 
     def __init__(
@@ -108,6 +116,7 @@ class LatentAction(nn.Module):
         dead_fraction: float = 0.1,
         quant_loss_weight: float = 1.0,
         normalize_codes: bool = False,
+        decoder_context: Literal["history", "frame"] = "history",
     ):
         super().__init__()
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -124,6 +133,11 @@ class LatentAction(nn.Module):
         self.encoder = Stack(enc_desc, "enc_desc")
         self.decoder = Stack(dec_desc, "dec_desc")
         self._check_stacks(n_embd, d_codebook)
+        if decoder_context not in ("history", "frame"):
+            raise ValueError(f"decoder_context must be 'history' or 'frame', got {decoder_context!r}")
+        if decoder_context == "frame" and self.encoder.space_factor != 1:
+            raise ValueError("decoder_context='frame' feeds the decoder patches: enc_desc must keep the patch grid")
+        self.decoder_context = decoder_context
         # --- action bottleneck ---
         self.to_action = nn.Sequential(nn.LayerNorm(n_embd), nn.Linear(n_embd, d_codebook))
         self.quantizer = VectorQuantizer(
@@ -166,14 +180,15 @@ class LatentAction(nn.Module):
         return ActionEncoding(vq.indices, vq.vectors), vq.loss
 
     def _encode(self, video: torch.Tensor):
-        feats, z = self._features(video)
-        return feats, self.quantizer(z)
+        patches, feats, z = self._features(video)
+        return (patches if self.decoder_context == "frame" else feats), self.quantizer(z)
 
     def action_features(self, video: torch.Tensor) -> torch.Tensor:
         """The encoder's action vectors before quantization, `(b T-1 d)` (for probes)."""
-        return self._features(video)[1]
+        return self._features(video)[2]
 
-    def _features(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _features(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Patch embeddings `(b e T h w)`, encoder features `(b e T h' w')`, action vectors `(b T-1 d)`."""
         self._check(video)
         t = video.shape[2]
         x = frame_conv(self.patch, video)  # (b e T h w); per-frame patches, as 2D conv
@@ -182,11 +197,18 @@ class LatentAction(nn.Module):
         x = x + rearrange(pos, "t (h w) e -> e t h w", h=h, w=w)
         feats = self.encoder(x)  # (b e T h' w')
         z = self.to_action(reduce(feats[:, :, 1:], "b e t h w -> b t e", "mean"))  # read a_t at t+1
-        return feats, z
+        return x, feats, z
 
     # --- decoder: frames <= t and a_t -> frame t+1 ---
     def _decode(self, feats: torch.Tensor, vectors: torch.Tensor, video: torch.Tensor) -> torch.Tensor:
-        y = self.decoder(feats[:, :, :-1], ext=vectors)  # position t sees frames <= t and a_t
+        """`feats (b e T h' w')`: encoder features, or patch embeddings with `decoder_context='frame'`."""
+        if self.decoder_context == "frame":  # each frame its own one-frame clip: no history
+            t = feats.shape[2] - 1
+            y = self.decoder(rearrange(feats[:, :, :-1], "b e t h w -> (b t) e 1 h w"),
+                             ext=rearrange(vectors, "b t d -> (b t) 1 d"))  # fmt: skip
+            y = rearrange(y, "(b t) e 1 h w -> b e t h w", t=t)
+        else:
+            y = self.decoder(feats[:, :, :-1], ext=vectors)  # position t sees frames <= t and a_t
         p = self.patch_size
         out = rearrange(self.to_pixels(rearrange(y, "b e t h w -> b t h w e")),
                         "b t h w (p q c) -> b c t (h p) (w q)", p=p, q=p)  # fmt: skip

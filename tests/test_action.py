@@ -82,6 +82,23 @@ def test_action_t_sees_frames_up_to_t_plus_1_only():
     assert not torch.allclose(feats[:, :, 4:], feats2[:, :, 4:])
 
 
+def test_a_frame_context_decoder_sees_frame_t_alone():
+    """`decoder_context="frame"`: frame t+1 is predicted from frame t and a_t only, so changing
+    an earlier frame leaves it alone, while `history` lets earlier frames in."""
+    video = torch.rand(2, 3, 5, 16, 16) * 2 - 1
+    actions = torch.randint(0, 3, (2, 4))
+    earlier = video.clone()
+    earlier[:, :, 1] = -earlier[:, :, 1]  # only frame 1 differs
+    for context, leaks in (("frame", False), ("history", True)):
+        lam = small_lam(predict_delta=False, decoder_context=context).eval()
+        with torch.no_grad():
+            a, b = lam.decode(video, actions), lam.decode(earlier, actions)
+        assert leaks == (not torch.allclose(a[:, :, 4], b[:, :, 4]))  # frame 4 from frame 3 (and a_3)
+        assert not torch.allclose(a[:, :, 2], b[:, :, 2])  # frame 2 is predicted from frame 1 itself
+    with pytest.raises(ValueError, match="decoder_context"):
+        small_lam(decoder_context="past")
+
+
 def test_decoder_predicts_frame_t_plus_1_from_frames_up_to_t_and_a_t():
     """The bottleneck: with actions fixed, frame t+1 of the video cannot reach the
     prediction of frame t+1; only the action carries it."""
