@@ -4,9 +4,10 @@ Appendix F (CoinRun case study): levels are generated from a range of level seed
 "hard" mode, and a uniformly random policy acts at every step (a fresh action each step,
 no action repeats). `action_repeat=k` holds each random action for k steps instead (a
 "sticky" random policy, an option): CoinRun has momentum, so a fresh action every step
-rarely moves the scene, and held actions show what each one does. We record one episode per level seed: `timeout` steps of that level,
-restarting it on death or success (procgen does so itself when `num_levels=1`), and keep
-the restart flags so that training clips never span a restart.
+rarely moves the scene, and held actions show what each one does. We record one episode per
+level seed: `timeout` steps of that level, restarting it on death or success (procgen does so
+itself when `num_levels=1`), and keep the restart flags so that training clips never span a
+restart.
 
 Everything is seeded by `(seed, level_seed)` alone, so the bytes of an episode do not
 depend on how many workers recorded it or in which order, and a run resumed after an
@@ -229,8 +230,8 @@ def _tty() -> bool:
     return os.isatty(2)
 
 
-def _metadata(env_name: str, distribution_mode: str, timeout: int, seed: int, command: str, action_repeat: int = 1
-              ) -> dict:  # fmt: skip
+def _metadata(env_name: str, distribution_mode: str, timeout: int, seed: int, command: str,
+              action_repeat: int = 1) -> dict:  # fmt: skip
     names, frame_shape = env_facts(env_name, distribution_mode)
     policy = "uniform random over all actions, a fresh action every step (Genie App. F)"
     if action_repeat > 1:

@@ -59,8 +59,8 @@ def main() -> int:
     codebook = genie["tokenizer"]["codebook_size"]
     trained_with = genie["tokenizer"]["path"]
     recorded = {"path": str(out / "tokenizer.ckpt"), "codebook_size": codebook, "trained_with": trained_with}
-    save(slim(Path(args.checkpoint), ("lam", "dynamics"), {"tokenizer": recorded, "action_source": genie.get("action_source", "latent")}),
-         out / "genie.ckpt")
+    extra = {"tokenizer": recorded, "action_source": genie.get("action_source", "latent")}
+    save(slim(Path(args.checkpoint), ("lam", "dynamics"), extra), out / "genie.ckpt")
     dm = VideoDataModule(args.root, num_frames=1, batch_size=64, num_workers=0, eval_clips=64)
     frames = next(iter(dm.test_dataloader())).frames[:, 0]  # (64 h w c), spread over the test levels
     busiest = frames.float().std(dim=(1, 2, 3)).argmax()  # the most varied scene: not a blank wall

@@ -137,14 +137,15 @@ class GenieTraining(L.LightningModule):
         return self.tokenizer.tokenize(video).indices
 
     def _losses(self, batch: Clip):
+        """Tokens, LAM losses, dynamics losses and the actions that drove the dynamics `(b T-1)`."""
         tokens = self.tokenize(batch.video)
         lam = self.lam.compute_losses(batch.video)
         actions = batch.actions[:, : tokens.shape[1] - 1] if self.recorded else lam.actions
         dyn = self.dynamics.compute_losses(tokens, actions)  # integer ids: stop-gradient
-        return tokens, lam, dyn
+        return tokens, lam, dyn, actions
 
     def training_step(self, batch: Clip, batch_idx: int) -> torch.Tensor:
-        _, lam, dyn = self._losses(batch)
+        _, lam, dyn, _ = self._losses(batch)
         loss = lam.loss + dyn.loss
         usage = codebook_usage_from_counts(count_ids(lam.actions, self.lam.num_actions))
         self.log_dict(
@@ -171,7 +172,7 @@ class GenieTraining(L.LightningModule):
         return self.lam.encode(batch.video)[0].actions
 
     def _evaluate(self, batch: Clip, batch_idx: int, stage: str) -> None:
-        tokens, lam, dyn = self._losses(batch)
+        tokens, lam, dyn, actions = self._losses(batch)
         video = batch.video
         metrics = {
             f"{stage}/loss": lam.loss + dyn.loss,
@@ -186,10 +187,10 @@ class GenieTraining(L.LightningModule):
         true = batch.actions[:, : lam.actions.shape[1]]
         self.contingency += contingency_table(lam.actions, true, k, MAX_TRUE_ACTIONS)
         if batch_idx == 0:
-            self._rollout(video, tokens, true[:, : tokens.shape[1] - 1] if self.recorded else lam.actions, stage)
+            self._rollout(video, tokens, actions, stage)
 
     def _rollout(self, video: torch.Tensor, tokens: torch.Tensor, actions: torch.Tensor, stage: str) -> None:
-        """The last frame of each clip generated from the frames before it and the LAM's actions."""
+        """The last frame of each clip generated from the frames before it and the actions that drive the dynamics."""
         hp = self.hparams
         gen = self.dynamics.generate(tokens[:, :-1], actions, steps=hp.sample_steps, temperature=hp.sample_temperature)
         fake = self.tokenizer.decode(gen).float().clamp(-1, 1)
