@@ -149,15 +149,16 @@ def _control_probe(args: argparse.Namespace, world, dm: VideoDataModule, names: 
     if not seeds or not names:
         raise ValueError(f"the control probe needs level seeds and action names in {dm.dir}")
     print(f"control probe: {len(seeds)} level starts x {len(names)} game actions x {args.probe_frames} frames")
+    skip = dm.metadata.get("frame_skip", 1)  # the game steps as the data was recorded
     game, starts = game_probe(dm.metadata["env_name"], seeds, names, args.probe_frames,
-                              dm.metadata.get("distribution_mode", "hard"))  # fmt: skip
+                              dm.metadata.get("distribution_mode", "hard"), frame_skip=skip)  # fmt: skip
     world.steps, world.temperature = args.steps, args.temperature
     world.generator = torch.Generator(device=args.device).manual_seed(args.seed)
     images = to_video(torch.from_numpy(starts)[:, None])[:, :, 0].to(args.device)  # (L c H W)
     model, _ = world_probe(world, images, args.probe_frames)
     if world.action_source == "recorded":
         model["actions"] = names
-    return {"levels": len(seeds), "frames": args.probe_frames, "game": game, "model": model, **compare(game, model)}
+    return {"levels": len(seeds), "frames": args.probe_frames, "frame_skip": skip, "game": game, "model": model, **compare(game, model)}
 
 
 def _action_probes(args: argparse.Namespace, lam: LatentAction, dm: VideoDataModule, names: list[str]) -> dict:

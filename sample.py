@@ -27,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seeds the random policy")
     p.add_argument("--action_repeat", type=int, default=1,
                    help="steps each random action is held (1: a fresh action every step, App. F)")
+    p.add_argument("--frame_skip", type=int, default=1,
+                   help="game frames per recorded step, the action repeated (1: every frame, App. F)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     command = shlex.join(["python", "sample.py", *(sys.argv[1:] if argv is None else argv)])
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         report = sample(
             args.root, args.env_name, args.num_envs, args.timeout, args.start_level,
             args.distribution_mode, args.workers, args.seed, command, progress=not args.quiet,
-            action_repeat=args.action_repeat,
+            action_repeat=args.action_repeat, frame_skip=args.frame_skip,
         )  # fmt: skip
     except (ValueError, OSError) as e:
         print(f"sample.py: error: {e}", file=sys.stderr)

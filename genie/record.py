@@ -4,7 +4,10 @@ Appendix F (CoinRun case study): levels are generated from a range of level seed
 "hard" mode, and a uniformly random policy acts at every step (a fresh action each step,
 no action repeats). `action_repeat=k` holds each random action for k steps instead (a
 "sticky" random policy, an option): CoinRun has momentum, so a fresh action every step
-rarely moves the scene, and held actions show what each one does. We record one episode per
+rarely moves the scene, and held actions show what each one does. `frame_skip=n` (an option,
+as in Atari agents since DQN) repeats each recorded step's action for n game frames and keeps
+the last: a step then moves the scene n times as far (CoinRun scrolls about half a pixel per
+frame at full speed, less than a token's worth of change). We record one episode per
 level seed: `timeout` steps of that level, restarting it on death or success (procgen does so
 itself when `num_levels=1`), and keep the restart flags so that training clips never span a
 restart.
@@ -45,7 +48,7 @@ from genie.episodes import (
 
 FORMAT_VERSION = 1
 # A resumed run must agree with the data already on disk in everything that shapes an episode.
-_MUST_MATCH = ("format", "env_name", "distribution_mode", "timeout", "seed", "action_repeat")
+_MUST_MATCH = ("format", "env_name", "distribution_mode", "timeout", "seed", "action_repeat", "frame_skip")
 
 
 def make_env(env_name: str, level_seed: int, distribution_mode: str, seed: int):
@@ -78,9 +81,10 @@ def record_level(
     seed: int,
     out: np.ndarray | None = None,
     action_repeat: int = 1,
+    frame_skip: int = 1,
 ) -> Episode:
     """Play `timeout` uniformly random steps of one level and return what was seen, each random
-    action held for `action_repeat` steps.
+    action held for `action_repeat` steps of `frame_skip` game frames each.
 
     `out`, a reusable `(timeout,)` record buffer, spares a worker a fresh 12 MB allocation
     (and its page faults) for every level; the returned episode then views that buffer.
@@ -94,23 +98,32 @@ def record_level(
     steps["reward"], steps["first"] = 0, False
     act_in = steps["action"].astype(np.int32).reshape(timeout, 1)  # what env.act takes, converted once
     frame, reward, first = steps["frame"], steps["reward"], steps["first"]  # views into `steps`
+    restarted = False  # a new life began during the skipped frames before this step's frame
     for t in range(timeout):
         rew, obs, is_first = env.observe()  # the reward is for the previous action
         frame[t] = obs["rgb"][0]
-        first[t] = is_first[0]
+        first[t] = is_first[0] or restarted
         if t:
-            reward[t - 1] = rew[0]
+            reward[t - 1] += rew[0]
         env.act(act_in[t])
-    reward[-1] = env.observe()[0][0]
+        restarted = False
+        for _ in range(frame_skip - 1):
+            rew, _, is_first = env.observe()
+            reward[t] += rew[0]
+            restarted |= bool(is_first[0])
+            env.act(act_in[t])
+    reward[-1] += env.observe()[0][0]
     if env.get_info()[0]["level_seed"] != level_seed:  # num_levels=1 must pin the level
         raise RuntimeError(f"procgen played level {env.get_info()[0]['level_seed']} instead of {level_seed}")
     return Episode(steps, level_seed)
 
 
 def hold_action(
-    env_name: str, level_seed: int, action: int, num_frames: int, distribution_mode: str = "hard"
+    env_name: str, level_seed: int, action: int, num_frames: int, distribution_mode: str = "hard",
+    frame_skip: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The level's first frame, then `num_frames` frames with `action` held throughout.
+    """The level's first frame, then `num_frames` frames with `action` held throughout, each
+    `frame_skip` game frames after the one before (as `record_level` records them).
 
     A level's first frame depends on its seed alone (not on the policy's seed), so this starts
     where a recorded episode of that level starts. Returns `frames (num_frames+1, H, W, 3)` uint8
@@ -120,11 +133,16 @@ def hold_action(
     env = make_env(env_name, level_seed, distribution_mode, seed=0)
     frames, first = [], []
     act = np.array([action], dtype=np.int32)
+    restarted = False
     for t in range(num_frames + 1):
         _, obs, is_first = env.observe()
         frames.append(obs["rgb"][0].copy())
-        first.append(bool(is_first[0]) and t > 0)
+        first.append((bool(is_first[0]) or restarted) and t > 0)
         env.act(act)
+        restarted = False
+        for _ in range(frame_skip - 1):
+            restarted |= bool(env.observe()[2][0])
+            env.act(act)
     return np.stack(frames), np.array(first)
 
 
@@ -159,6 +177,7 @@ def sample(
     command: str = "",
     progress: bool = True,
     action_repeat: int = 1,
+    frame_skip: int = 1,
 ) -> SampleReport:
     """Record level seeds `start_level .. start_level + num_envs - 1` into `<root>/<env>/`.
 
@@ -177,6 +196,8 @@ def sample(
         raise ValueError(f"unknown --distribution_mode {distribution_mode!r}")
     if action_repeat < 1:
         raise ValueError(f"--action_repeat must be at least 1 step (got {action_repeat})")
+    if frame_skip < 1:
+        raise ValueError(f"--frame_skip must be at least 1 frame (got {frame_skip})")
     workers = workers or os.cpu_count() or 1
     if workers < 1:
         raise ValueError(f"--workers must be at least 1 (got {workers})")
@@ -186,13 +207,13 @@ def sample(
     episodes.mkdir(parents=True, exist_ok=True)
     for stale in episodes.glob("*.tmp"):  # an interrupted write: never complete, start it over
         stale.unlink()
-    meta = _metadata(env_name, distribution_mode, timeout, seed, command, action_repeat)
+    meta = _metadata(env_name, distribution_mode, timeout, seed, command, action_repeat, frame_skip)
     _check_resume(out / METADATA_FILE, meta)
     _write_json(out / METADATA_FILE, {**meta, **_on_disk(episodes, timeout)})
 
     levels = range(start_level, start_level + num_envs)
     todo = [lv for lv in levels if not episode_path(episodes, lv).exists()]
-    jobs = [(env_name, lv, timeout, distribution_mode, seed, str(episodes), action_repeat) for lv in todo]
+    jobs = [(env_name, lv, timeout, distribution_mode, seed, str(episodes), action_repeat, frame_skip) for lv in todo]
     start = time.perf_counter()
     with tqdm(total=len(todo) * timeout, unit="frame", unit_scale=True, disable=not progress,
               desc=f"{env_name} {len(todo)} levels", mininterval=0.5 if _tty() else 10) as bar:  # fmt: skip
@@ -214,10 +235,10 @@ _buffer: np.ndarray | None = None  # one per worker process, reused for every le
 
 def _record_job(job: tuple) -> int:
     global _buffer
-    env_name, level, timeout, mode, seed, episodes, repeat = job
+    env_name, level, timeout, mode, seed, episodes, repeat, skip = job
     if _buffer is None or len(_buffer) != timeout:
         _buffer = np.zeros(timeout, dtype=step_dtype())
-    episode = record_level(env_name, level, timeout, mode, seed, _buffer, action_repeat=repeat)
+    episode = record_level(env_name, level, timeout, mode, seed, _buffer, action_repeat=repeat, frame_skip=skip)
     write_episode(episode_path(Path(episodes), level), episode)
     return timeout
 
@@ -231,11 +252,13 @@ def _tty() -> bool:
 
 
 def _metadata(env_name: str, distribution_mode: str, timeout: int, seed: int, command: str,
-              action_repeat: int = 1) -> dict:  # fmt: skip
+              action_repeat: int = 1, frame_skip: int = 1) -> dict:  # fmt: skip
     names, frame_shape = env_facts(env_name, distribution_mode)
     policy = "uniform random over all actions, a fresh action every step (Genie App. F)"
     if action_repeat > 1:
         policy = f"uniform random over all actions, each held for {action_repeat} steps (sticky)"
+    if frame_skip > 1:
+        policy += f"; each step {frame_skip} game frames, the last one recorded"
     return {
         "format": FORMAT_VERSION,
         "env_name": env_name,
@@ -244,6 +267,7 @@ def _metadata(env_name: str, distribution_mode: str, timeout: int, seed: int, co
         "seed": seed,
         "policy": policy,
         "action_repeat": action_repeat,
+        "frame_skip": frame_skip,
         "frame_shape": frame_shape,
         "num_actions": len(names),
         "action_names": names,
@@ -265,6 +289,7 @@ def _check_resume(path: Path, meta: dict) -> None:
         return
     old = json.loads(path.read_text())
     old.setdefault("action_repeat", 1)  # recorded before the option existed: one step per action
+    old.setdefault("frame_skip", 1)  # likewise: one game frame per step
     diff = [f"{k}={old.get(k)!r} (now {meta[k]!r})" for k in _MUST_MATCH if old.get(k) != meta[k]]
     if diff:
         raise ValueError(f"{path.parent} holds data recorded with {', '.join(diff)}; use another --root")

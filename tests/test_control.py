@@ -108,6 +108,17 @@ def test_in_the_game_right_scrolls_the_scene_left_and_noop_does_not():
     assert summary["spread_x"] > 0.2
 
 
+def test_the_game_probe_steps_as_the_data_was_recorded():
+    from genie.record import hold_action
+
+    every, _ = hold_action("coinrun", 100000, COINRUN.index("RIGHT"), num_frames=12)
+    skipped, _ = hold_action("coinrun", 100000, COINRUN.index("RIGHT"), num_frames=4, frame_skip=3)
+    np.testing.assert_array_equal(skipped, every[::3])
+    fine, _ = game_probe("coinrun", [100000], COINRUN, num_frames=8)
+    coarse, _ = game_probe("coinrun", [100000], COINRUN, num_frames=8, frame_skip=4)
+    assert coarse["spread_x"] > 2 * fine["spread_x"]  # a step of 4 frames moves the scene further
+
+
 def test_compare_reports_tabulates_margins_and_refuses_other_files(tmp_path, capsys):
     import importlib.util
 

@@ -13,7 +13,7 @@ import pytest
 
 import sample as sample_cli
 from genie.episodes import EPISODE_DIR, episode_path, list_episodes, read_episode
-from genie.record import sample
+from genie.record import record_level, sample
 from tests.conftest import TINY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,6 +133,28 @@ def test_unwritable_root(capsys, tmp_path):
         ro = tmp_path / "ro"
         ro.mkdir(mode=0o500)
         _cli_error(["--num_envs", "1", "--root", str(ro)], capsys)
+
+
+def test_frame_skip_records_every_nth_game_frame(tmp_path):
+    # The same random draws played one game frame per step, each held for 3 steps, visit exactly
+    # the frames that 3 game frames per step keep: every third one, rewards summed per step and a
+    # restart flagged at the first kept frame after it.
+    fine = record_level("coinrun", 2, 300, "hard", seed=0, action_repeat=3).steps
+    skip = record_level("coinrun", 2, 100, "hard", seed=0, frame_skip=3).steps
+    np.testing.assert_array_equal(skip["frame"], fine["frame"][::3])
+    np.testing.assert_array_equal(skip["action"], fine["action"][::3])
+    np.testing.assert_allclose(skip["reward"], fine["reward"].reshape(100, 3).sum(1))
+    restarts = [fine["first"][0]] + [fine["first"][3 * t - 2 : 3 * t + 1].any() for t in range(1, 100)]
+    np.testing.assert_array_equal(skip["first"], restarts)
+    assert skip["first"][1:].any()  # level 2 restarts at game frame 259, between two kept frames
+
+    sample(tmp_path, env_name="coinrun", num_envs=1, timeout=20, workers=1, progress=False, frame_skip=4)
+    meta = json.loads((tmp_path / "coinrun" / "metadata.json").read_text())
+    assert meta["frame_skip"] == 4 and "4 game frames" in meta["policy"]
+    with pytest.raises(ValueError, match="frame_skip=4"):  # one step size per data root
+        sample(tmp_path, env_name="coinrun", num_envs=2, timeout=20, workers=1, progress=False)
+    with pytest.raises(ValueError, match="--frame_skip"):
+        sample(tmp_path / "bad", env_name="coinrun", num_envs=1, timeout=20, workers=1, progress=False, frame_skip=0)
 
 
 def test_sticky_policy_holds_each_action_and_says_so(tmp_path):
