@@ -31,6 +31,7 @@ import torch
 from einops import rearrange
 from tqdm import tqdm
 
+from genie import maskgit
 from genie.action import LatentAction
 from genie.checkpoints import CheckpointError
 from genie.control import EFFECTIVE_GROUPS, compare, game_probe, group_contingency, world_probe
@@ -56,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--clip_frames", type=int, default=4, help="frames per clip when evaluating the tokenizer alone")
     p.add_argument("--horizon", type=int, help="frames per rollout (default: the models' max_frames - 1)")
-    p.add_argument("--steps", type=int, default=25, help="MaskGIT rounds per frame")
+    p.add_argument("--steps", type=int, default=maskgit.STEPS, help="MaskGIT rounds per frame")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--probe_levels", type=int, default=32,

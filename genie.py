@@ -19,8 +19,15 @@ from genie.lit.cli import TrainingCLI
 from genie.lit.genie import GenieTraining
 
 
+class GenieCLI(TrainingCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        # The clip length is written once, as data.num_frames: the LAM's time positions follow it,
+        # and the dynamics model takes the LAM's (GenieTraining), so no preset can disagree.
+        parser.link_arguments("data.num_frames", "model.lam.init_args.max_frames")
+
+
 def main(args: list[str] | None = None) -> TrainingCLI:
-    return TrainingCLI(GenieTraining, VideoDataModule, args=args)
+    return GenieCLI(GenieTraining, VideoDataModule, args=args)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from genie import maskgit
 from genie.checkpoints import CheckpointError
 from genie.data import to_frames
 from genie.media import MediaError, load_image, tile, upscale, write_video
@@ -44,7 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output", default="rollout.gif", help="rollout file, .gif or .mp4 (default: rollout.gif)")
     p.add_argument("--actions", help="latent actions per step, e.g. 0,0,3,3,5 (cycled) or 3 (repeated); default 0")
     p.add_argument("--num_frames", type=int, help="frames to generate (default: 16, or the length of --actions)")
-    p.add_argument("--steps", type=int, default=25, help="MaskGIT rounds per frame (Genie: 25)")
+    p.add_argument("--steps", type=int, default=maskgit.STEPS, help="MaskGIT rounds per frame (Genie: 25)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 is greedy")
     p.add_argument("--seed", type=int, default=0, help="random seed of the sampling")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")

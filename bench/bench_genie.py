@@ -44,11 +44,9 @@ def build(preset: str, max_frames: int | None = None):
     tok_cfg = yaml.safe_load((REPO / "config" / PRESETS[preset]).read_text())["model"]["tokenizer"]["init_args"]
     torch.manual_seed(0)
     tokenizer = VideoTokenizer(**tok_cfg).eval().requires_grad_(False)
-    lam = LatentAction(**cfg["lam"]["init_args"])
-    dyn_args = dict(cfg["dynamics"]["init_args"])
-    if max_frames:
-        dyn_args["max_frames"] = max_frames
-    dynamics = DynamicsModel(tokenizer.codebook_size, lam.num_actions, **dyn_args)
+    clip = yaml.safe_load((REPO / "config" / preset).read_text())["data"]["num_frames"]  # as genie.py links it
+    lam = LatentAction(**cfg["lam"]["init_args"], max_frames=clip)
+    dynamics = DynamicsModel(tokenizer.codebook_size, lam.num_actions, max_frames or clip, **cfg["dynamics"]["init_args"])
     return tokenizer, lam, dynamics
 
 

@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from bench_genie import build  # noqa: E402
 from bench_tokenizer import _sync, matmul_peak  # noqa: E402
 
+from genie import maskgit  # noqa: E402
 from genie.serve import PlayServer  # noqa: E402
 from genie.world import World  # noqa: E402
 
@@ -144,7 +145,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--frames", type=int, default=20, help="timed steps of the tiny preset")
     p.add_argument("--full-frames", type=int, default=2, help="timed steps of the App. F preset")
-    p.add_argument("--steps", type=int, default=25, help="MaskGIT rounds per frame (Genie: 25)")
+    p.add_argument("--steps", type=int, default=maskgit.STEPS, help="MaskGIT rounds per frame (Genie: 25)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=5, help="timed runs of the tiny preset (median and range shown)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile row")

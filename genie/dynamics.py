@@ -59,15 +59,16 @@ class Step(NamedTuple):
 class DynamicsModel(nn.Module):
     """MaskGIT dynamics model; keyword arguments as in the README's Python API.
 
-    `tok_vocab` and `act_vocab` come first so that training can build the model once it knows
-    them from the tokenizer checkpoint and the LAM (`genie.lit.genie`).
+    `tok_vocab`, `act_vocab` and `max_frames` come first so that training can build the model
+    once it knows them from the tokenizer checkpoint and the LAM (`genie.lit.genie`): a preset
+    states none of them.
 
     Args:
         tok_vocab: V, the tokenizer's codebook size.
         act_vocab: K, the number of latent actions.
+        max_frames: longest sequence, generated frames included (learned time positions).
         desc: blueprint of `space-time_attn` blocks of width `embed_dim`.
         embed_dim: model width.
-        max_frames: longest sequence, generated frames included (learned time positions).
         max_side: largest token-grid side (learned row and column positions).
         mask_rate: range of the training mask rate (Genie: 0.5 to 1).
         mask_per_frame: draw the mask rate per frame instead of per clip
@@ -78,9 +79,9 @@ class DynamicsModel(nn.Module):
         self,
         tok_vocab: int,
         act_vocab: int,
+        max_frames: int = 32,
         desc: Blueprint = DYNAMICS_DESC,
         embed_dim: int = 256,
-        max_frames: int = 32,
         max_side: int = 64,
         mask_rate: tuple[float, float] = (0.5, 1.0),
         mask_per_frame: bool = False,
@@ -173,7 +174,7 @@ class DynamicsModel(nn.Module):
         self,
         tokens: torch.Tensor,
         act_id: torch.Tensor,
-        steps: int = 25,
+        steps: int = maskgit.STEPS,
         temperature: float = 1.0,
         num_frames: int = 1,
         use_cache: bool = True,
@@ -201,7 +202,7 @@ class DynamicsModel(nn.Module):
         tokens: torch.Tensor,
         act_id: torch.Tensor,
         cache: list[TimeKV] | None = None,
-        steps: int = 25,
+        steps: int = maskgit.STEPS,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
         use_cache: bool = True,

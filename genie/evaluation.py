@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from genie import maskgit
 from genie.action import LatentAction
 from genie.data import to_frames
 from genie.dynamics import DynamicsModel
@@ -67,7 +68,7 @@ class Evaluator:
         dynamics: DynamicsModel,
         horizon: int,
         num_true_actions: int = 15,
-        steps: int = 25,
+        steps: int = maskgit.STEPS,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
         examples: int = 4,

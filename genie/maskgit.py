@@ -15,6 +15,9 @@ from collections.abc import Callable
 import torch
 
 
+STEPS = 25  # decoding rounds per frame (Genie Sec. 2.1 samples with 25 MaskGIT steps): every default links here
+
+
 def cosine_schedule(progress: float) -> float:
     """Fraction of a frame's tokens still masked after `progress` in [0, 1] of the decoding
     steps (MaskGIT Sec. 3.2: gamma(r) = cos(pi r / 2); 1 at the start, 0 at the end)."""
@@ -64,7 +67,7 @@ def decode(
     b: int,
     s: int,
     mask_id: int,
-    steps: int = 25,
+    steps: int = STEPS,
     temperature: float = 1.0,
     device: torch.device | str = "cpu",
     generator: torch.Generator | None = None,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 
+from genie import maskgit
 from genie.attention import TimeKV
 from genie.blocks import FrameStream
 from genie.checkpoints import CheckpointError
@@ -50,7 +51,7 @@ class World:
         self,
         tokenizer: VideoTokenizer,
         dynamics: DynamicsModel,
-        steps: int = 25,
+        steps: int = maskgit.STEPS,
         temperature: float = 1.0,
         keep: int | None = None,
         generator: torch.Generator | None = None,

@@ -74,6 +74,28 @@ def test_fast_dev_run_of_each_preset(tmp_path, tiny_root, tokenizers, monkeypatc
     assert {"val/nmi_true_actions", "val/action_share_0", "val/next_frame_psnr"} <= set(logged)
 
 
+def _keys(tree) -> set[str]:
+    if isinstance(tree, dict):
+        return set(tree) | set().union(*(_keys(v) for v in tree.values()))
+    return set().union(*(_keys(v) for v in tree)) if isinstance(tree, list) else set()
+
+
+@pytest.mark.parametrize("preset", ["genie.tiny.yaml", "genie.yaml",
+                                    *sorted(f"ablations/{p.name}" for p in (REPO / "config" / "ablations").glob("*.yaml"))])  # fmt: skip
+def test_each_preset_states_the_clip_length_once(preset, tokenizers, tmp_path):
+    configs = [REPO / "config" / c for c in ({"genie.yaml": ["genie.yaml"]}.get(preset) or ["genie.tiny.yaml", preset])]
+    assert "max_frames" not in set().union(*(_keys(yaml.safe_load(c.read_text())) for c in configs))
+    clip = 5  # not any preset's own length: the networks must follow data.num_frames
+    tok = tokenizers["genie.yaml" if preset == "genie.yaml" else "genie.tiny.yaml"]
+    args = [a for c in configs for a in ("-c", str(c))] + ["--data.num_frames", str(clip),
+            "--model.tokenizer_ckpt_path", str(tok), "--trainer.default_root_dir", str(tmp_path)]  # fmt: skip
+    cli = genie_cli.GenieCLI(genie_cli.GenieTraining, genie_cli.VideoDataModule, args=args, run=False)
+    assert cli.model.lam.max_frames == cli.model.dynamics.max_frames == cli.datamodule.num_frames == clip
+    with pytest.raises(SystemExit):  # the dynamics model's clip length is not a setting of its own
+        genie_cli.GenieCLI(genie_cli.GenieTraining, genie_cli.VideoDataModule, run=False,
+                           args=[*args, "--model.dynamics.init_args.max_frames", "7"])  # fmt: skip
+
+
 def test_compiled_training_keeps_checkpoint_names_and_fuses_adamw(tmp_path, tiny_root, tokenizers, monkeypatch):
     """`--model.compile true` wires torch.compile into training. The compiler is TorchDynamo
     with its eager backend here (it traces the loss functions; generating kernels for both

@@ -27,6 +27,7 @@ from typing import Literal
 import lightning as L
 import torch
 
+from genie import maskgit
 from genie.action import LatentAction
 from genie.checkpoints import CheckpointError, store_network
 from genie.data import Clip, VideoDataModule
@@ -47,8 +48,9 @@ class GenieTraining(L.LightningModule):
     Args:
         tokenizer_ckpt_path: checkpoint written by `tokenizer.py fit`.
         lam: the latent action model.
-        dynamics: the dynamics model without its vocabularies (`tok_vocab`, `act_vocab`
-            come from the tokenizer and the LAM).
+        dynamics: the dynamics model without its vocabularies and clip length (`tok_vocab`
+            from the tokenizer, `act_vocab` and `max_frames` from the LAM, whose `max_frames`
+            the command line links to `data.num_frames`).
         lr: peak learning rate (AdamW).
         min_lr: learning rate reached at `trainer.max_steps` (cosine).
         betas: AdamW betas.
@@ -70,14 +72,14 @@ class GenieTraining(L.LightningModule):
         self,
         tokenizer_ckpt_path: str,
         lam: LatentAction,
-        dynamics: Callable[[int, int], DynamicsModel],
+        dynamics: Callable[[int, int, int], DynamicsModel],
         lr: float = 3e-5,
         min_lr: float = 3e-6,
         betas: tuple[float, float] = (0.9, 0.9),
         weight_decay: float = 1e-4,
         warmup_steps: int = 5_000,
         grad_clip: float | None = 1.0,
-        sample_steps: int = 25,
+        sample_steps: int = maskgit.STEPS,
         sample_temperature: float = 1.0,
         image_frames: int = 8,
         compile: bool = False,
@@ -91,7 +93,8 @@ class GenieTraining(L.LightningModule):
         self.tokenizer = load_frozen_tokenizer(tokenizer_ckpt_path)
         self.lam = lam
         self.recorded = action_source == "recorded"
-        self.dynamics = dynamics(self.tokenizer.codebook_size, recorded_actions if self.recorded else lam.num_actions)
+        actions = recorded_actions if self.recorded else lam.num_actions
+        self.dynamics = dynamics(self.tokenizer.codebook_size, actions, lam.max_frames)
         k = lam.num_actions
         self.register_buffer("action_counts", torch.zeros(k, dtype=torch.long), persistent=False)
         self.register_buffer("contingency", torch.zeros(k, MAX_TRUE_ACTIONS, dtype=torch.long), persistent=False)
