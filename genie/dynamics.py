@@ -31,6 +31,8 @@ from functools import partial
 from typing import NamedTuple
 
 import torch
+import torch._dynamo.exc
+import torch._inductor.exc
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
@@ -40,6 +42,11 @@ from genie.attention import FixedKV, SpaceTimeBlock, TimeKV
 from genie.blueprint import Blueprint, BlueprintError, Stack
 
 log = logging.getLogger(__name__)
+
+# What a failing `torch.compile` raises (dynamo wraps inductor's errors; a missing or broken C++
+# compiler surfaces as these). Any other exception in a round is a bug and propagates.
+_COMPILER_FAILURES = (torch._dynamo.exc.TorchDynamoException, torch._inductor.exc.CppCompileError,
+                      torch._inductor.exc.InvalidCxxCompiler, torch._inductor.exc.TritonMissing)  # fmt: skip
 
 # The README's Python example: 4 ST blocks of width 256.
 DYNAMICS_DESC: Blueprint = (("space-time_attn", {"n_rep": 4, "n_embd": 256, "n_head": 4, "d_head": 16}),)
@@ -259,7 +266,7 @@ class DynamicsModel(nn.Module):
         if self._compiled_round is not None:
             try:
                 return self._compiled_round(frame, placement, past)
-            except Exception as e:  # e.g. no C++ compiler for inductor: the same round, uncompiled
+            except _COMPILER_FAILURES as e:  # e.g. no C++ compiler for inductor: the same round, uncompiled
                 first = (str(e).strip().splitlines() or [""])[0][:200]
                 log.warning("torch.compile of the MaskGIT round failed (%s: %s); running it uncompiled",
                             type(e).__name__, first)  # fmt: skip

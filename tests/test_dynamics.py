@@ -146,7 +146,7 @@ def test_a_round_that_fails_to_compile_falls_back_to_the_same_frames_uncompiled(
 
     def broken(*args):
         calls.append(1)
-        raise RuntimeError("InductorError: no working C++ compiler found\nlong trace")
+        raise torch._inductor.exc.InvalidCxxCompiler()  # what inductor raises without a C++ compiler
 
     model._compiled_round = broken  # what compile_rounds sets, failing as a missing compiler would
     assert model.compiled
@@ -155,9 +155,21 @@ def test_a_round_that_fails_to_compile_falls_back_to_the_same_frames_uncompiled(
     assert torch.equal(fallen, eager)
     assert not model.compiled and len(calls) == 1  # tried once, not at every round
     assert [r.getMessage() for r in caplog.records] == [
-        "torch.compile of the MaskGIT round failed (RuntimeError: InductorError: no working C++ compiler found);"
-        " running it uncompiled"
+        "torch.compile of the MaskGIT round failed (InvalidCxxCompiler: No working C++ compiler found in"
+        " torch._inductor.config.cpp.cxx: (None, 'g++')); running it uncompiled"
     ]
+
+
+def test_a_bug_in_a_compiled_round_is_not_hidden_by_the_fallback():
+    model = small().eval()
+
+    def buggy(*args):
+        raise IndexError("a bug, not a compiler failure")
+
+    model._compiled_round = buggy
+    with pytest.raises(IndexError, match="a bug"):
+        model.generate(torch.randint(0, 16, (2, 1, 4, 4)), torch.randint(0, 4, (2, 1)), steps=4)
+    assert model.compiled  # still compiled: nothing was silently switched off
 
 
 def test_generation_beyond_max_frames_is_refused():
