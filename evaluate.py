@@ -107,8 +107,9 @@ def run(args: argparse.Namespace) -> dict:
     if len(loader.dataset) == 0:
         raise ValueError(f"the {args.split} split of {dm.dir} has no clip of {horizon + 1} frames")
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
-    ev = Evaluator(world.tokenizer, lam, dynamics, horizon, len(names or range(15)), args.steps, args.temperature,
-                   generator, action_source=world.action_source)  # fmt: skip
+    ev = Evaluator(world.tokenizer, lam, dynamics, horizon=horizon, num_true_actions=len(names or range(15)),
+                   steps=args.steps, temperature=args.temperature, generator=generator,
+                   action_source=world.action_source)  # fmt: skip
     real_videos, fake_videos = [], []
     for batch in tqdm(loader, desc=f"evaluating {args.split}", unit="batch", disable=None):
         clip = to_clip(batch._replace(frames=batch.frames.to(args.device), actions=batch.actions.to(args.device)))

@@ -199,7 +199,8 @@ class DynamicsModel(nn.Module):
         cache = None
         for k in range(num_frames):
             more = use_cache and k + 1 < num_frames  # the last frame's keys/values are not needed
-            step = self.step(tokens, act_id, cache, steps, temperature, generator, use_cache, more, room=num_frames)
+            step = self.step(tokens, act_id, cache, steps=steps, temperature=temperature, generator=generator,
+                             use_cache=use_cache, extend_cache=more, room=num_frames)
             tokens, cache = step.tokens, step.cache
         return tokens
 
@@ -231,7 +232,8 @@ class DynamicsModel(nn.Module):
             # what every MaskGIT round of this frame shares: computed once, not per round
             fixed = ([kv.fixed() for kv in cache], self._placement(actions[:, t : t + 1], t, h, w))
         logits_fn = partial(self._frame_logits, past=tokens, actions=actions, fixed=fixed)
-        frame = maskgit.decode(logits_fn, b, h * w, self.mask_id, steps, temperature, tokens.device, generator)
+        frame = maskgit.decode(logits_fn, b, h * w, self.mask_id, steps=steps, temperature=temperature,
+                               device=tokens.device, generator=generator)  # fmt: skip
         new = rearrange(frame, "b (h w) -> b 1 h w", h=h)
         if use_cache and extend_cache:  # the finished frame's keys/values, once
             cache = self._trunk(self._embed(new, actions[:, t : t + 1], t0=t), cache)[1]

@@ -153,7 +153,8 @@ class Evaluator:
             self.examples.append(to_frames(trio).cpu().numpy())  # (3 t H W c)
 
     def _generate(self, tokens: torch.Tensor, acts: torch.Tensor, n: int) -> torch.Tensor:
-        return self.dynamics.generate(tokens, acts, self.steps, self.temperature, n, generator=self.generator)
+        return self.dynamics.generate(tokens, acts, steps=self.steps, temperature=self.temperature, num_frames=n,
+                                      generator=self.generator)  # fmt: skip
 
     def _rollout(self, tokens: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
         """Frames 1..n `(b c n H W)` generated from real frame 0 with `acts (b n)`, decoded."""

@@ -113,9 +113,8 @@ class World:
             self.tokens, self.actions, self.cache = self.tokens[:, drop:], self.actions[:, drop:], None
         self.actions = torch.cat([self.actions, act[:, None]], dim=1)  # (b T): the last leads to the new frame
         room = self.window - self.tokens.shape[1]
-        out = self.dynamics.step(
-            self.tokens, self.actions, self.cache, self.steps, self.temperature, self.generator, room=room
-        )
+        out = self.dynamics.step(self.tokens, self.actions, self.cache, steps=self.steps, temperature=self.temperature,
+                                 generator=self.generator, room=room)  # fmt: skip
         self.tokens, self.cache = out.tokens, out.cache
         self.frames += 1
         return self._decode(self.tokens[:, -1:])
