@@ -35,7 +35,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from genie.record import make_env  # noqa: E402
+from genie.record import make_env, procgen_env_class  # noqa: E402
 
 
 def _raw_single(seconds: float) -> tuple[int, float]:
@@ -69,8 +69,7 @@ def raw_processes(workers: int, seconds: float) -> float:
 def _raw_levels(job: tuple[list[int], int]) -> tuple[int, float]:
     """Exactly sample.py's stepping (a fresh env per level seed, `timeout` random steps), storing nothing."""
     levels, timeout = job
-    from procgen import ProcgenGym3Env
-
+    ProcgenGym3Env = procgen_env_class()
     frames, start = 0, time.perf_counter()
     for lv in levels:
         env = ProcgenGym3Env(num=1, env_name="coinrun", start_level=lv, num_levels=1, distribution_mode="hard",

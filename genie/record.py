@@ -51,14 +51,20 @@ FORMAT_VERSION = 1
 _MUST_MATCH = ("format", "env_name", "distribution_mode", "timeout", "seed", "action_repeat", "frame_skip")
 
 
-def make_env(env_name: str, level_seed: int, distribution_mode: str, seed: int):
-    """A single procgen env pinned to one level (`num_levels=1`), stepped in this thread."""
-    # Imported here: reading data never needs procgen. Importing it imports `gym`, whose
-    # banner about numpy 2 does not concern us (we use ProcgenGym3Env, not the gym wrapper).
+def procgen_env_class():
+    """procgen's `ProcgenGym3Env`, imported without gym's banner.
+
+    Imported on first use: reading data never needs procgen. Importing it imports `gym`, whose
+    banner about numpy 2 does not concern us (we use ProcgenGym3Env, not the gym wrapper).
+    """
     with contextlib.redirect_stderr(io.StringIO()):
         from procgen import ProcgenGym3Env
+    return ProcgenGym3Env
 
-    env = ProcgenGym3Env(
+
+def make_env(env_name: str, level_seed: int, distribution_mode: str, seed: int):
+    """A single procgen env pinned to one level (`num_levels=1`), stepped in this thread."""
+    env = procgen_env_class()(
         num=1,
         env_name=env_name,
         start_level=level_seed,
