@@ -80,6 +80,9 @@ class DynamicsModel(nn.Module):
         mask_rate: range of the training mask rate (Genie: 0.5 to 1).
         mask_per_frame: draw the mask rate per frame instead of per clip
             (`genie.maskgit.training_mask`).
+        action_every_block: also add a per-block action embedding to the residual stream before
+            every block (zero at the start), not only to the input: the action reaches each block
+            directly instead of being diluted through the ones before it.
     """
 
     def __init__(
@@ -92,6 +95,7 @@ class DynamicsModel(nn.Module):
         max_side: int = 64,
         mask_rate: tuple[float, float] = (0.5, 1.0),
         mask_per_frame: bool = False,
+        action_every_block: bool = False,
     ):
         super().__init__()
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -109,6 +113,9 @@ class DynamicsModel(nn.Module):
         if stack.in_channels != embed_dim:
             raise BlueprintError(f"desc: blocks of width {stack.in_channels}, but embed_dim={embed_dim}")
         self.blocks = stack.layers
+        self.act_blocks = None
+        if action_every_block:
+            self.act_blocks = nn.Parameter(torch.zeros(len(self.blocks), act_vocab + 1, embed_dim))
         self.norm = nn.LayerNorm(embed_dim)
         self.head = nn.Linear(embed_dim, tok_vocab)
         self._compiled_round = None  # set by compile_rounds
@@ -141,11 +148,22 @@ class DynamicsModel(nn.Module):
         pos_space = rearrange(self.pos_row[:h, None] + self.pos_col[None, :w], "h w e -> (h w) e")
         return pos_space + self.pos_time[t0 : t0 + t, None] + self.act_embed(actions)[:, :, None]
 
-    def _trunk(self, x: torch.Tensor, past: list[TimeKV] | None = None) -> tuple[torch.Tensor, list[TimeKV]]:
-        """ST blocks over `(b t s e)`, before the head; with `past`, `x` holds the frames after
-        the cached ones. Returns the features and the updated cache."""
-        cache = []
+    def _block_actions(self, actions: torch.Tensor) -> torch.Tensor | None:
+        """What `action_every_block` adds before each block, `(n b t 1 e)` for action ids `(b t)`
+        (n blocks); None without it."""
+        if self.act_blocks is None:
+            return None
+        return rearrange(self.act_blocks[:, actions], "n b t e -> n b t 1 e")
+
+    def _trunk(
+        self, x: torch.Tensor, actions: torch.Tensor, past: list[TimeKV] | None = None
+    ) -> tuple[torch.Tensor, list[TimeKV]]:
+        """ST blocks over `(b t s e)` with the frames' action ids `(b t)`, before the head; with
+        `past`, `x` holds the frames after the cached ones. Returns the features and the cache."""
+        cache, per_block = [], self._block_actions(actions)
         for i, block in enumerate(self.blocks):
+            if per_block is not None:
+                x = x + per_block[i]
             x, kv = block.forward_tokens(x, past=None if past is None else past[i])
             cache.append(kv)
         return x, cache
@@ -153,7 +171,8 @@ class DynamicsModel(nn.Module):
     def logits(self, tokens: torch.Tensor, act_id: torch.Tensor) -> torch.Tensor:
         """Logits `(b T s V)` for every token of `tokens (b T h w)` (mask id allowed)."""
         self._check_tokens(tokens)
-        x = self._trunk(self._embed(tokens, self.frame_actions(act_id, tokens.shape[1])))[0]
+        actions = self.frame_actions(act_id, tokens.shape[1])
+        x = self._trunk(self._embed(tokens, actions), actions)[0]
         return self.head(self.norm(x))
 
     # --- training ---
@@ -228,15 +247,17 @@ class DynamicsModel(nn.Module):
         fixed = None
         if use_cache:
             if cache is None:
-                cache = [kv.with_room(room) for kv in self._trunk(self._embed(tokens, actions[:, :t]))[1]]
+                seen = actions[:, :t]
+                cache = [kv.with_room(room) for kv in self._trunk(self._embed(tokens, seen), seen)[1]]
             # what every MaskGIT round of this frame shares: computed once, not per round
-            fixed = ([kv.fixed() for kv in cache], self._placement(actions[:, t : t + 1], t, h, w))
+            now = actions[:, t : t + 1]
+            fixed = ([kv.fixed() for kv in cache], self._placement(now, t, h, w), self._block_actions(now))
         logits_fn = partial(self._frame_logits, past=tokens, actions=actions, fixed=fixed)
         frame = maskgit.decode(logits_fn, b, h * w, self.mask_id, steps=steps, temperature=temperature,
                                device=tokens.device, generator=generator)  # fmt: skip
         new = rearrange(frame, "b (h w) -> b 1 h w", h=h)
         if use_cache and extend_cache:  # the finished frame's keys/values, once
-            cache = self._trunk(self._embed(new, actions[:, t : t + 1], t0=t), cache)[1]
+            cache = self._trunk(self._embed(new, actions[:, t : t + 1], t0=t), actions[:, t : t + 1], cache)[1]
         return Step(torch.cat([tokens, new], dim=1), cache if use_cache and extend_cache else None)
 
     def _frame_logits(
@@ -246,36 +267,42 @@ class DynamicsModel(nn.Module):
         *,
         past: torch.Tensor,
         actions: torch.Tensor,
-        fixed: tuple[list[FixedKV], torch.Tensor] | None,
+        fixed: tuple[list[FixedKV], torch.Tensor, torch.Tensor | None] | None,
     ) -> torch.Tensor:
         """Logits `(b m V)` at `positions (b m)` of the frame `(b s)` that follows `past (b t h w)`.
 
-        With `fixed` (the keys/values of `past` as `FixedKV`s and the new frame's placement),
+        With `fixed` (the keys/values of `past` as `FixedKV`s, the new frame's placement and its
+        per-block actions),
         only the new frame runs through the model; only the m requested positions go through
         the output head.
         """
         t, h = past.shape[1], past.shape[2]
         if fixed is not None:
-            x = self._round(frame, fixed[1], fixed[0])  # (b s e)
+            x = self._round(frame, fixed[1], fixed[0], fixed[2])  # (b s e)
         else:
             new = rearrange(frame, "b (h w) -> b 1 h w", h=h)
-            x = self._trunk(self._embed(torch.cat([past, new], dim=1), actions[:, : t + 1]))[0][:, -1]
+            seen = actions[:, : t + 1]
+            x = self._trunk(self._embed(torch.cat([past, new], dim=1), seen), seen)[0][:, -1]
         x = torch.gather(x, 1, positions[..., None].expand(-1, -1, x.shape[-1]))  # (b m e)
         return self.head(self.norm(x))
 
-    def _round(self, frame: torch.Tensor, placement: torch.Tensor, past: list[FixedKV]) -> torch.Tensor:
+    def _round(
+        self, frame: torch.Tensor, placement: torch.Tensor, past: list[FixedKV], per_block: torch.Tensor | None
+    ) -> torch.Tensor:
         """`_round_eager`, compiled when `compile_rounds` was called and compiling works here."""
         if self._compiled_round is not None:
             try:
-                return self._compiled_round(frame, placement, past)
+                return self._compiled_round(frame, placement, past, per_block)
             except _COMPILER_FAILURES as e:  # e.g. no C++ compiler for inductor: the same round, uncompiled
                 first = (str(e).strip().splitlines() or [""])[0][:200]
                 log.warning("torch.compile of the MaskGIT round failed (%s: %s); running it uncompiled",
                             type(e).__name__, first)  # fmt: skip
                 self._compiled_round = None
-        return self._round_eager(frame, placement, past)
+        return self._round_eager(frame, placement, past, per_block)
 
-    def _round_eager(self, frame: torch.Tensor, placement: torch.Tensor, past: list[FixedKV]) -> torch.Tensor:
+    def _round_eager(
+        self, frame: torch.Tensor, placement: torch.Tensor, past: list[FixedKV], per_block: torch.Tensor | None
+    ) -> torch.Tensor:
         """Features `(b s e)` of a partly masked new frame `(b s)` over the cached past frames.
 
         This is all of a MaskGIT round but the head and the sampler (whose size changes as tokens
@@ -283,7 +310,9 @@ class DynamicsModel(nn.Module):
         what `compile_rounds` needs.
         """
         x = rearrange(self.tok_embed(frame), "b s e -> b 1 s e") + placement
-        for block, kv in zip(self.blocks, past):
+        for i, (block, kv) in enumerate(zip(self.blocks, past)):
+            if per_block is not None:
+                x = x + per_block[i]
             x = block.forward_tokens(x, past=kv)[0]
         return x[:, 0]
 
