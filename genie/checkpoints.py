@@ -7,6 +7,7 @@ A training module stores each network's constructor arguments under
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,16 +29,36 @@ def store_network(checkpoint: dict, name: str, config: dict[str, Any]) -> None:
     checkpoint.setdefault("networks", {})[name] = config
 
 
-def load_network(cls: type[N], path: str | Path, name: str, map_location="cpu", **overrides: Any) -> N:
-    """Build `cls(**stored config, **overrides)` and load its weights from a checkpoint file."""
+def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """A checkpoint file's contents, loaded as data only.
+
+    `torch.load(weights_only=True)` unpickles tensors and plain containers and nothing else, so a
+    crafted file cannot run code on load (a full unpickle would run whatever the file names).
+    Everything the training scripts write (weights, optimizer state, hyper-parameters, network
+    configurations) is plain data.
+    """
     path = Path(path)
     if not path.is_file():
         raise MissingCheckpointError(f"no checkpoint at {path}")
-    try:  # our own files: their hyper-parameters hold tuples and dicts, not only tensors
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "GLOBAL" not in str(e):  # not a pickle at all ("Unsupported operand"): just not a checkpoint
+            raise CheckpointError(f"{path} is not a readable checkpoint (not a torch.save file)") from e
+        named = next((line.strip() for line in str(e).splitlines() if "GLOBAL" in line), "")[:200]
+        raise CheckpointError(f"{path} holds more than tensors and plain data, and checkpoints are only loaded as "
+                              f"data: refused ({named})") from e  # fmt: skip
     except Exception as e:
         raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from e
-    config = ckpt.get("networks", {}).get(name) if isinstance(ckpt, dict) else None
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path} is not a checkpoint of this project (it holds a {type(ckpt).__name__})")
+    return ckpt
+
+
+def load_network(cls: type[N], path: str | Path, name: str, map_location="cpu", **overrides: Any) -> N:
+    """Build `cls(**stored config, **overrides)` and load its weights from a checkpoint file."""
+    ckpt = read_checkpoint(path, map_location)
+    config = ckpt.get("networks", {}).get(name)
     if config is None:
         raise CheckpointError(f"{path} holds no {name!r} network (was it written by the matching training script?)")
     net = cls(**{**config, **overrides})

@@ -25,7 +25,7 @@ from einops import rearrange
 from genie import maskgit
 from genie.attention import TimeKV
 from genie.blocks import FrameStream
-from genie.checkpoints import CheckpointError
+from genie.checkpoints import CheckpointError, read_checkpoint
 from genie.dynamics import DynamicsModel
 from genie.tokenizer import VideoTokenizer
 
@@ -136,7 +136,7 @@ def load_world(
     """
     tokenizer = VideoTokenizer.from_checkpoint(tokenizer_checkpoint, map_location=device)
     dynamics = DynamicsModel.from_checkpoint(checkpoint, map_location=device)
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(checkpoint)
     recorded = ckpt.get("tokenizer") or {}
     if recorded.get("codebook_size") not in (None, tokenizer.codebook_size):
         raise CheckpointError(

@@ -23,11 +23,12 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from genie.checkpoints import read_checkpoint  # noqa: E402
 from genie.data import VideoDataModule  # noqa: E402
 
 
 def slim(src: Path, names: tuple[str, ...], extra: dict | None = None) -> dict:
-    ckpt = torch.load(src, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(src)
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()
              if k.split(".")[0] in names}  # fmt: skip
     networks = {name: ckpt["networks"][name] for name in names}
@@ -55,7 +56,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     tok = slim(Path(args.tokenizer_checkpoint), ("tokenizer",))
     save(tok, out / "tokenizer.ckpt")
-    genie = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    genie = read_checkpoint(args.checkpoint)
     codebook = genie["tokenizer"]["codebook_size"]
     trained_with = genie["tokenizer"]["path"]
     recorded = {"path": str(out / "tokenizer.ckpt"), "codebook_size": codebook, "trained_with": trained_with}
