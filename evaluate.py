@@ -70,7 +70,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--i3d", help="local TorchScript I3D (i3d_torchscript.pt) for FVD; without it FVD is not computed")
     p.add_argument("--out", default="eval", help="output folder")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for name in ("clips", "batch_size", "clip_frames", "steps", "probe_frames"):  # checked before any work
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    for name in ("probe_levels", "probe_clips", "classifier_steps"):
+        if getattr(args, name) < 0:
+            p.error(f"--{name} must be >= 0 (0: none), got {getattr(args, name)}")
+    if args.horizon is not None and args.horizon < 1:
+        p.error(f"--horizon must be >= 1, got {args.horizon}")
+    if not args.temperature >= 0:
+        p.error(f"--temperature must be >= 0 (0 is greedy), got {args.temperature}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        p.error(f"--out {args.out} is a file; the report needs a folder")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

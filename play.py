@@ -26,7 +26,7 @@ from tqdm import tqdm
 from genie import maskgit
 from genie.checkpoints import CheckpointError
 from genie.data import to_frames
-from genie.media import MediaError, load_image, tile, upscale, write_video
+from genie.media import MediaError, check_video_path, load_image, tile, upscale, write_video
 from genie.world import World, load_world
 
 RES = Path(__file__).resolve().parent / "res"
@@ -65,6 +65,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("num_frames", "steps", "upscale"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1")
+    if not args.temperature >= 0:
+        p.error(f"--temperature must be >= 0 (0 is greedy), got {args.temperature}")
+    if not args.fps > 0:
+        p.error(f"--fps must be positive, got {args.fps}")
+    if not 1 <= args.port <= 65535:
+        p.error(f"--port must be in 1..65535, got {args.port}")
+    if not args.interactive:  # before any work: a rollout that cannot be saved is lost
+        try:
+            check_video_path(args.output)
+        except MediaError as e:
+            p.error(str(e))
     if args.compile is None:
         args.compile = args.interactive
     return args

@@ -85,6 +85,8 @@ def decode(
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
+    if not temperature >= 0:  # a negative one would sample the least likely tokens
+        raise ValueError(f"temperature must be >= 0 (0 is greedy), got {temperature}")
     frame = torch.full((b, s), mask_id, dtype=torch.long, device=device)
     positions = torch.arange(s, device=device).expand(b, s)  # (b m) still masked
     for i in range(steps):

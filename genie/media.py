@@ -93,10 +93,10 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 10.0) -> Path
 
     Written to a temporary name and renamed, so an interrupted write never leaves a partial file.
     """
-    path = Path(path)
+    path = check_video_path(path)
     suffix = path.suffix.lower()
-    if suffix not in VIDEO_SUFFIXES:
-        raise MediaError(f"{path}: the output must end in {' or '.join(VIDEO_SUFFIXES)}")
+    if not fps > 0:
+        raise MediaError(f"the frame rate must be positive, got {fps}")
     if frames.ndim != 4 or frames.dtype != np.uint8:
         raise MediaError(f"expected uint8 frames (t, H, W, c), got {frames.dtype} {frames.shape}")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,6 +109,24 @@ def write_video(path: str | Path, frames: np.ndarray, fps: float = 10.0) -> Path
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+    return path
+
+
+def check_video_path(path: str | os.PathLike) -> Path:
+    """`path` as a `Path` if a video can be written there, else a `MediaError`; cheap, so callers
+    check before the work whose result would be lost."""
+    path = Path(path)
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise MediaError(f"{path}: the output must end in {' or '.join(VIDEO_SUFFIXES)}")
+    if path.is_dir():
+        raise MediaError(f"{path} is a folder; name the output file")
+    for parent in path.parents:  # the nearest existing ancestor must be a folder we can write in
+        if parent.exists():
+            if not parent.is_dir():
+                raise MediaError(f"cannot write {path}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK):
+                raise MediaError(f"cannot write {path}: {parent} is not writable")
+            break
     return path
 
 

@@ -1,0 +1,73 @@
+"""Arguments that cannot work are refused before any work, with one error line naming the option,
+and nothing is written."""
+
+import pytest
+import torch
+
+import evaluate
+import play
+from genie import maskgit
+
+
+def refused(main, argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err)
+    return err[-1]
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["--temperature", "-1"], "--temperature must be >= 0"),
+        (["--fps", "0"], "--fps must be positive"),
+        (["--port", "70000"], "--port must be in 1..65535"),
+        (["--steps", "0"], "--steps must be >= 1"),
+        (["--output", "rollout.txt"], "must end in .gif or .mp4"),
+    ],
+)
+def test_play_refuses_bad_arguments_before_loading_anything(argv, says, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    line = refused(play.main, argv, capsys)
+    assert line.startswith("play.py: error:") and says in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_play_refuses_an_output_under_a_regular_file(capsys, tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    line = refused(play.main, ["--output", str(tmp_path / "a_file" / "out.gif")], capsys)
+    assert "is a file, not a folder" in line
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["--clips", "0"], "--clips must be >= 1, got 0"),
+        (["--clips", "-2"], "--clips must be >= 1, got -2"),
+        (["--temperature", "-0.5"], "--temperature must be >= 0"),
+        (["--probe_levels", "-1"], "--probe_levels must be >= 0"),
+        (["--horizon", "0"], "--horizon must be >= 1"),
+    ],
+)
+def test_evaluate_refuses_bad_arguments_naming_them(argv, says, capsys, tmp_path):
+    out = tmp_path / "eval"
+    line = refused(evaluate.main, ["--tokenizer_checkpoint", "res/tokenizer.ckpt", "--out", str(out), *argv], capsys)
+    assert line.startswith("evaluate.py: error:") and says in line
+    assert not out.exists()
+
+
+def test_evaluate_refuses_an_output_folder_that_is_a_file(capsys, tmp_path):
+    (tmp_path / "report").write_text("x")
+    line = refused(evaluate.main, ["--tokenizer_checkpoint", "x.ckpt", "--out", str(tmp_path / "report")], capsys)
+    assert "is a file" in line
+
+
+def test_the_decoder_refuses_a_negative_temperature():
+    def logits_fn(frame, positions):
+        return torch.zeros(*positions.shape, 5)
+
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        maskgit.decode(logits_fn, 1, 4, mask_id=5, steps=2, temperature=-1.0)
+    assert maskgit.decode(logits_fn, 1, 4, mask_id=5, steps=2, temperature=0.0).shape == (1, 4)
