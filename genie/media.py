@@ -22,6 +22,7 @@ from genie.data import to_video
 
 log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = (".gif", ".mp4")
+MAX_IMAGE_PIXELS = 4096 * 4096  # a start frame is resized to 64x64: anything larger is a mistake or an attack
 
 
 class MediaError(ValueError):
@@ -31,8 +32,9 @@ class MediaError(ValueError):
 def load_image(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
     """Read any image Pillow reads as RGB `(1 c H W)` in [-1, 1], resized to `size = (H, W)`.
 
-    A different size is resized (bilinear) with one warning line; a missing or non-image file
-    raises `MediaError` with the reason.
+    A different size is resized (bilinear) with one warning line; a missing or non-image file, or
+    one of more than `MAX_IMAGE_PIXELS` pixels (a decompression bomb is refused before it is
+    decoded), raises `MediaError` with the reason. 16-bit images are scaled to 8 bits, not clipped.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -41,9 +43,14 @@ def load_image(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
         raise MediaError(f"no image at {path}")
     try:
         with Image.open(path) as img:
+            if img.size[0] * img.size[1] > MAX_IMAGE_PIXELS:  # from the header, before decoding
+                raise MediaError(f"{path} is {img.size[0]}x{img.size[1]} pixels, more than the "
+                                 f"{MAX_IMAGE_PIXELS:,} an image may have here")  # fmt: skip
             img.load()
-            rgb = img.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as e:
+            rgb = _to_rgb(img)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
+        if isinstance(e, MediaError):
+            raise
         raise MediaError(f"{path} is not a readable image ({type(e).__name__}: {e})") from e
     h, w = size
     if rgb.size != (w, h):
@@ -51,6 +58,17 @@ def load_image(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
         rgb = rgb.resize((w, h), Image.BILINEAR)
     array = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy())
     return to_video(array[None, None])[:, :, 0]  # (1 c H W): the data pipeline's one conversion
+
+
+def _to_rgb(img):
+    """A Pillow image as 8-bit RGB. Pillow's own `convert` clips 16-bit grey ("I;16", "I") to
+    255, which turns mid-grey white; scale those by 257 (65535 -> 255) instead."""
+    from PIL import Image
+
+    if img.mode.startswith("I;16") or (img.mode == "I" and np.asarray(img).max(initial=0) <= 65535):
+        grey = (np.asarray(img, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    return img.convert("RGB")
 
 
 def tile(videos: np.ndarray, gap: int = 2) -> np.ndarray:

@@ -71,3 +71,26 @@ def test_the_decoder_refuses_a_negative_temperature():
     with pytest.raises(ValueError, match="temperature must be >= 0"):
         maskgit.decode(logits_fn, 1, 4, mask_id=5, steps=2, temperature=-1.0)
     assert maskgit.decode(logits_fn, 1, 4, mask_id=5, steps=2, temperature=0.0).shape == (1, 4)
+
+
+def test_a_16_bit_image_keeps_its_grey_levels(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from genie.media import load_image
+
+    Image.fromarray(np.full((64, 64), 32768, dtype=np.uint16)).save(tmp_path / "grey16.png")
+    assert Image.open(tmp_path / "grey16.png").mode.startswith("I;16")
+    image = load_image(tmp_path / "grey16.png", (64, 64))  # mid-grey: 0 in [-1, 1], not white (1)
+    assert image.shape == (1, 3, 64, 64) and image.abs().max() < 0.01
+
+
+@pytest.mark.parametrize("side", [5000, 20000])  # over our limit; over Pillow's decompression-bomb limit
+def test_huge_images_are_refused_before_they_are_decoded(tmp_path, side):
+    from PIL import Image
+
+    from genie.media import MediaError, load_image
+
+    Image.new("1", (side, side)).save(tmp_path / "huge.png")  # a few kB on disk
+    with pytest.raises(MediaError, match="pixels"):
+        load_image(tmp_path / "huge.png", (64, 64))
