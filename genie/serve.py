@@ -95,10 +95,15 @@ class PlayServer(ThreadingHTTPServer):
         return png_bytes(to_frames(frame[:1, :, None])[0, 0].cpu().numpy())  # (c H W) -> (H W c)
 
 
+LOCAL_HOSTS = ("127.0.0.1", "localhost")
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: PlayServer
 
     def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        if not self._local_host():
+            return
         url = urlparse(self.path)
         try:
             if url.path == "/":
@@ -116,6 +121,25 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_error(HTTPStatus.NOT_FOUND)
         except ValueError as e:  # a bad or out-of-range action id
             self.send_error(HTTPStatus.BAD_REQUEST, str(e))
+
+    def _refuse_method(self) -> None:  # the page only reads: 405 with the method it takes
+        self.send_response(HTTPStatus.METHOD_NOT_ALLOWED)
+        self.send_header("Allow", "GET")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = _refuse_method  # noqa: N815 (the stdlib's names)
+
+    def _local_host(self) -> bool:
+        """Whether the request names this machine. The server listens on loopback only, but a page
+        from elsewhere can still reach it through a DNS name that resolves to 127.0.0.1 (DNS
+        rebinding); its requests carry that name in `Host`, so they are refused with 403."""
+        host = (self.headers.get("Host") or "").strip().lower()
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        if name in LOCAL_HOSTS:
+            return True
+        self.send_error(HTTPStatus.FORBIDDEN, "only http://127.0.0.1 or http://localhost may use this page")
+        return False
 
     def _send(self, body: bytes, kind: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(HTTPStatus.OK)

@@ -94,3 +94,50 @@ def test_huge_images_are_refused_before_they_are_decoded(tmp_path, side):
     Image.new("1", (side, side)).save(tmp_path / "huge.png")  # a few kB on disk
     with pytest.raises(MediaError, match="pixels"):
         load_image(tmp_path / "huge.png", (64, 64))
+
+
+class StillWorld:
+    """Just enough of a `World` for the page server: every frame is grey."""
+
+    num_actions, frame_shape, steps, frames = 3, (8, 8), 1, 0
+
+    def reset(self, image):
+        self.frames = 1
+        return torch.zeros(1, 3, 8, 8)
+
+    def step(self, action):
+        if not 0 <= action < self.num_actions:
+            raise ValueError(f"no action {action}")
+        self.frames += 1
+        return torch.zeros(1, 3, 8, 8)
+
+
+def test_the_page_server_refuses_other_hosts_and_methods_and_keeps_serving():
+    import http.client
+    import threading
+
+    from genie.serve import PlayServer
+
+    server = PlayServer(StillWorld(), torch.zeros(1, 3, 8, 8), port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+
+    def ask(method: str, path: str, host: str) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request(method, path, headers={"Host": host})
+        status = conn.getresponse().status
+        conn.close()
+        return status
+
+    try:
+        assert ask("GET", "/info", f"127.0.0.1:{port}") == 200
+        assert ask("GET", "/info", f"localhost:{port}") == 200
+        assert ask("GET", "/info", f"attacker.example:{port}") == 403  # DNS rebinding
+        assert ask("GET", "/", "127.0.0.1.attacker.example") == 403
+        assert ask("POST", "/step?action=0", f"127.0.0.1:{port}") == 405
+        assert ask("DELETE", "/", f"127.0.0.1:{port}") == 405
+        assert ask("GET", "/../../etc/passwd", f"127.0.0.1:{port}") == 404
+        assert ask("GET", "/info", f"127.0.0.1:{port}") == 200  # still serving
+    finally:
+        server.shutdown()
+        server.server_close()
