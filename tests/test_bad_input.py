@@ -141,3 +141,28 @@ def test_the_page_server_refuses_other_hosts_and_methods_and_keeps_serving():
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize(
+    "script, config, says",
+    [
+        ("genie.py", "model:\n  lrr: 1.0e-3\n", "does not accept option 'model.lrr'"),
+        ("genie.py", "model:\n  lr: [1\n", "Problems parsing config"),
+        ("tokenizer.py", None, "File does not exist"),
+    ],
+)
+def test_config_mistakes_are_one_line_not_the_usage_text(script, config, says, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    overlay = tmp_path / "overlay.yaml"
+    if config is not None:
+        overlay.write_text(config)
+    preset = "genie.tiny.yaml" if script == "genie.py" else "tokenize.tiny.yaml"
+    run = subprocess.run([sys.executable, script, "fit", "-c", f"config/{preset}", "-c", str(overlay)],
+                         cwd=repo, capture_output=True, text=True, timeout=300)  # fmt: skip
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert run.returncode == 2
+    assert len(lines) == 1 and lines[0].startswith(f"{script}: error:") and says in lines[0], run.stderr[-2000:]
