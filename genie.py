@@ -11,11 +11,8 @@ vocabulary and action count come from it and from the LAM. LightningCLI: every a
 settable from the YAML or the command line (`--help` lists them).
 """
 
-import sys
-
-from genie.checkpoints import CheckpointError
 from genie.data import VideoDataModule
-from genie.lit.cli import TrainingCLI
+from genie.lit.cli import TrainingCLI, run_script
 from genie.lit.genie import GenieTraining
 
 
@@ -31,7 +28,4 @@ def main(args: list[str] | None = None) -> TrainingCLI:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except CheckpointError as e:  # a missing or mismatched checkpoint: one line, before any training
-        sys.exit(f"genie.py: error: {e}")
+    run_script(main, "genie.py")

@@ -11,7 +11,7 @@ or the command line (`--help` lists them).
 """
 
 from genie.data import VideoDataModule
-from genie.lit.cli import TrainingCLI
+from genie.lit.cli import TrainingCLI, run_script
 from genie.lit.tokenizer import TokenizerTraining
 
 
@@ -20,4 +20,4 @@ def main(args: list[str] | None = None) -> TrainingCLI:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main, "tokenizer.py")

@@ -166,3 +166,29 @@ def test_config_mistakes_are_one_line_not_the_usage_text(script, config, says, t
     lines = [line for line in run.stderr.splitlines() if line.strip()]
     assert run.returncode == 2
     assert len(lines) == 1 and lines[0].startswith(f"{script}: error:") and says in lines[0], run.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "extra, says",
+    [
+        (["--data.num_frames", "600"], "no life is 600 frames long"),
+        (["--trainer.max_steps", "-5"], "`max_steps` must be a non-negative integer"),
+        (["--model.tokenizer_ckpt_path", "README.md"], "README.md is not a readable checkpoint"),
+        (["--data.root", "EMPTY"], "no packed split"),
+    ],
+)
+def test_training_input_mistakes_are_one_line_and_leave_no_run_folder(extra, says, tiny_root, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "empty").mkdir()
+    extra = [str(tmp_path / "empty") if a == "EMPTY" else a for a in extra]
+    run_dir = tmp_path / "run"
+    argv = [sys.executable, "genie.py", "fit", "-c", "config/genie.tiny.yaml", "--data.root", str(tiny_root),
+            "--model.tokenizer_ckpt_path", "res/tokenizer.ckpt", "--trainer.default_root_dir", str(run_dir), *extra]
+    run = subprocess.run(argv, cwd=repo, capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    assert run.stderr.strip().splitlines()[-1].startswith("genie.py: error:") and says in run.stderr
+    assert not run_dir.exists()

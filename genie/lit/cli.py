@@ -15,8 +15,13 @@ from pathlib import Path
 import re
 import sys
 
+from collections.abc import Callable
+
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from genie.checkpoints import CheckpointError
 
 
 def checkpoint_dir(root_dir: str | Path) -> Path:
@@ -37,6 +42,19 @@ class OneLineErrorParser(LightningArgumentParser):
         self.exit(2)
 
 
+# What a user's input causes before training starts (a missing or mismatched checkpoint, no
+# data, clips longer than any life, a setting out of range): one line, not a traceback.
+USER_ERRORS = (CheckpointError, FileNotFoundError, ValueError, MisconfigurationException)
+
+
+def run_script(main: Callable[[], object], script: str) -> None:
+    """Run a training script's `main`, turning `USER_ERRORS` into one `script: error:` line."""
+    try:
+        main()
+    except USER_ERRORS as e:
+        sys.exit(f"{script}: error: {e}")
+
+
 class TrainingCLI(LightningCLI):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, save_config_kwargs={"overwrite": True}, **kwargs)
@@ -44,6 +62,17 @@ class TrainingCLI(LightningCLI):
     def init_parser(self, **kwargs) -> LightningArgumentParser:
         self.parser_class = OneLineErrorParser
         return super().init_parser(**kwargs)
+
+    # The data is checked before the trainer starts, so a run with no data or impossible clips
+    # stops with its reason and leaves no empty log folder behind.
+    def before_fit(self) -> None:
+        self.datamodule.setup("fit")
+
+    def before_validate(self) -> None:
+        self.datamodule.setup("validate")
+
+    def before_test(self) -> None:
+        self.datamodule.setup("test")
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)
