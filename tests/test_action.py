@@ -163,7 +163,8 @@ def test_codebook_has_exactly_num_actions_codes_and_restarts_dead_ones():
         used = out.indices.unique().numel()
         assert out.indices.max() < 6 and vq.codebook.shape == (6, 4)
         assert (used >= 5) if expected == 6 else (used == 1), (dead_fraction, used)
-    assert int(VectorQuantizer(6, 4).restarts) == 0
+        # the counter logged as the restart count: the five unused codes at least, or none at all
+        assert (int(vq.restarts) >= 5) if expected == 6 else (int(vq.restarts) == 0), int(vq.restarts)
 
 
 def test_lam_checkpoint_config_rebuilds_the_same_network():

@@ -7,7 +7,7 @@ import torch
 from jsonargparse import ArgumentParser
 
 from genie.data import Clip, ClipDataset, VideoDataModule, clip_starts, to_clip, to_frames, to_video
-from tests.conftest import TINY
+from helpers.tiny import TINY
 
 T = 16
 
@@ -106,9 +106,11 @@ def test_missing_data_is_a_clear_error(tmp_path, tiny_root):
 def test_configurable_from_yaml(tiny_root):
     parser = ArgumentParser()
     parser.add_class_arguments(VideoDataModule, "data")
-    cfg = parser.parse_string(f"data:\n  root: {tiny_root}\n  env_name: Coinrun\n  num_frames: 8\n  batch_size: 2\n")
-    dm = parser.instantiate(cfg).data
-    assert isinstance(dm, VideoDataModule) and dm.num_frames == 8 and dm.metadata["num_actions"] == 15
+    yaml = f"data:\n  root: {tiny_root}\n  env_name: Coinrun\n  num_frames: 8\n  batch_size: 2\n  num_workers: 0\n"
+    dm = parser.instantiate(parser.parse_string(yaml)).data
+    assert isinstance(dm, VideoDataModule) and dm.metadata["num_actions"] == 15  # read from the data root
+    batch = next(iter(dm.train_dataloader()))  # the YAML's clip length and batch size reach the batches
+    assert batch.frames.shape == (2, 8, 64, 64, 3) and batch.actions.shape == (2, 8)
 
 
 class _Probe(L.LightningModule):

@@ -7,7 +7,6 @@ load back. Also that both overlays parse on top of the presets and build their s
 """
 
 import csv
-import importlib.util
 import json
 import os
 import subprocess
@@ -23,6 +22,8 @@ from genie.action import LatentAction
 from genie.data import VideoDataModule
 from genie.dynamics import DynamicsModel
 from genie.tokenizer import VideoTokenizer
+from helpers import rank_log
+from helpers.stage2 import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 HELPERS = REPO / "tests" / "helpers"
@@ -31,16 +32,6 @@ SMALL = ["--data.num_frames", "4", "--data.batch_size", str(BATCH), "--data.num_
          "--trainer.max_steps", str(STEPS), "--trainer.val_check_interval", str(STEPS),
          "--trainer.limit_val_batches", "2", "--trainer.num_sanity_val_steps", "0",
          "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]  # fmt: skip
-
-
-def _load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-rank_log = _load(HELPERS / "rank_log.py", "rank_log")
 
 
 def _ddp_fit(script: str, preset: str, run: Path, tiny_root: Path, *extra: str) -> list[dict]:
@@ -124,7 +115,7 @@ def test_ddp_fit_of_both_stages(tmp_path, tiny_root):
     ],
 )
 def test_overlays_merge_into_the_presets(script, preset, overlay, strategy, capsys):
-    cli = _load(REPO / script, script.removesuffix(".py") + "_script")
+    cli = load_script(script, script.removesuffix(".py") + "_script")
     with pytest.raises(SystemExit) as done:
         cli.main(["fit", "-c", str(REPO / "config" / preset), "-c", str(REPO / "config" / overlay), "--print_config"])
     assert done.value.code in (0, None)

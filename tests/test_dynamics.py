@@ -188,10 +188,14 @@ def test_blueprint_must_be_unconditioned_st_blocks_of_the_model_width():
 # --- MaskGIT ---
 
 
-def test_cosine_schedule_runs_from_all_masked_to_none():
-    values = [maskgit.cosine_schedule(i / 10) for i in range(11)]
-    assert values[0] == 1.0 and values[-1] < 1e-12
-    assert all(a > b for a, b in zip(values, values[1:]))
+def test_cosine_schedule_by_hand():
+    """gamma(r) = cos(pi r / 2) (MaskGIT Sec. 3.2) at points whose cosines are known exactly."""
+    assert maskgit.cosine_schedule(0.0) == 1.0  # all masked before the first round
+    assert maskgit.cosine_schedule(1 / 3) == pytest.approx(math.sqrt(3) / 2, abs=1e-12)  # cos 30 deg
+    assert maskgit.cosine_schedule(0.5) == pytest.approx(math.sqrt(2) / 2, abs=1e-12)  # cos 45 deg
+    assert maskgit.cosine_schedule(2 / 3) == pytest.approx(0.5, abs=1e-12)  # cos 60 deg
+    assert maskgit.cosine_schedule(1.0) == pytest.approx(0.0, abs=1e-12)  # none masked after the last
+    assert maskgit.cosine_schedule(-0.5) == 1.0 and maskgit.cosine_schedule(1.5) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_training_mask_spares_the_first_frame_and_has_rates_in_range():
@@ -202,22 +206,89 @@ def test_training_mask_spares_the_first_frame_and_has_rates_in_range():
     assert rates.min() > 0.4 and rates.max() <= 1.0 and abs(rates.mean().item() - 0.75) < 0.03
 
 
-def test_decode_feeds_back_commits_and_fills_every_token():
-    s, vocab, steps, seen = 16, 5, 8, []
-    g = torch.Generator().manual_seed(0)
+def _decode_masked_counts(s: int, steps: int, vocab: int = 5, b: int = 3) -> tuple[list[int], torch.Tensor]:
+    """Decode with random logits; the number of masked tokens each round was given, and the frame."""
+    g, seen = torch.Generator().manual_seed(0), []
 
     def logits_fn(frame, positions):
+        # the positions asked for are exactly the masked ones, the same number in every row
         assert (frame.gather(1, positions) == vocab).all() and positions.shape[1] == (frame == vocab).sum(1)[0]
         seen.append(frame.clone())
         return torch.randn(*positions.shape, vocab, generator=g)
 
-    out = maskgit.decode(logits_fn, 3, s, mask_id=vocab, steps=steps, temperature=1.0)
-    assert len(seen) == steps and (out < vocab).all()
+    out = maskgit.decode(logits_fn, b, s, mask_id=vocab, steps=steps, temperature=1.0)
     masked = [(f == vocab).sum(1) for f in seen]
-    assert masked[0].eq(s).all()  # starts all masked
-    assert all((a > b).all() for a, b in zip(masked, masked[1:]))  # commits at every round
+    assert all(m.eq(m[0]).all() for m in masked)  # every row of the batch follows the same schedule
     for before, after in zip(seen, seen[1:] + [out]):  # committed tokens are never changed
         kept = before != vocab
         assert torch.equal(after[kept], before[kept])
-    expected = [min(math.floor(s * maskgit.cosine_schedule(i / steps)), s) for i in range(steps)]
-    assert [int(m[0]) for m in masked][1:] == [e for e in expected[1:]]
+    assert (out < vocab).all()  # every token filled
+    return [int(m[0]) for m in masked], out
+
+
+def test_decode_masks_a_cosine_share_of_the_frame_each_round():
+    # floor(16 cos(k * 11.25 deg)), k = 0..7: cos = 1, .981, .924, .831, .707, .556, .383, .195
+    assert _decode_masked_counts(16, 8)[0] == [16, 15, 14, 13, 11, 8, 6, 3]
+    # CoinRun's 16 x 16 tokens in Genie's 25 rounds: floor(256 cos(k * 3.6 deg)), k = 0..24
+    assert _decode_masked_counts(256, 25, b=1)[0] == [
+        256, 255, 253, 251, 247, 243, 238, 231, 224, 216, 207, 197, 186, 175, 163, 150, 137, 123, 108, 94, 79, 63, 47,
+        32, 16,
+    ]  # fmt: skip
+    # 4 tokens in 8 rounds: the schedule would keep 3, 3, 3, 2 masked, but every round commits at
+    # least one, so the frame is full after 4 rounds and the other 4 are never run
+    assert _decode_masked_counts(4, 8)[0] == [4, 3, 2, 1]
+    assert _decode_masked_counts(5, 1)[0] == [5]  # one round: one-shot, all at once
+
+
+def test_decode_keeps_the_most_confident_samples_and_masks_the_rest():
+    """Round 1 of 2 over 4 tokens keeps floor(4 cos 45 deg) = 2 masked: the two whose sampled
+    (here: argmax) token the model is least sure of."""
+    confidences = torch.tensor([[0.9, 0.4, 0.8, 0.3]])  # p(token 1) at each position; p(token 0) = 1 - that
+    calls = []
+
+    def logits_fn(frame, positions):
+        calls.append((frame.clone(), positions.clone()))
+        p = confidences[:, :, None].gather(1, positions[:, :, None]).expand(-1, -1, 2).clone()  # (b m 2)
+        p[..., 0] = 1 - p[..., 1]
+        return p.log()
+
+    out = maskgit.decode(logits_fn, 1, 4, mask_id=2, steps=2, temperature=0.0)
+    # argmax: tokens 1, 0, 1, 0 with probabilities .9, .6, .8, .7: positions 0 and 2 are committed
+    assert calls[1][0].tolist() == [[1, 2, 1, 2]]
+    assert sorted(calls[1][1][0].tolist()) == [1, 3]  # the two least sure (.6, .7) are asked for again
+    assert out.tolist() == [[1, 0, 1, 0]]
+
+
+def test_decode_refuses_zero_rounds():
+    with pytest.raises(ValueError, match="steps"):
+        maskgit.decode(lambda f, p: torch.zeros(*p.shape, 2), 1, 4, mask_id=2, steps=0)
+
+
+def test_sample_categorical_draws_each_entry_with_its_probability():
+    """Chi-square goodness of fit, 20,000 draws per distribution, one uniform per draw. The second
+    distribution is unnormalised (0, 1, 0, 3) = (0, .25, 0, .75): zeros first and in the middle."""
+    n = 20_000
+    probs = torch.tensor([[0.5, 0.3, 0.2, 0.0], [0.0, 1.0, 0.0, 3.0]])[:, None].expand(2, n, 4)
+    draws = maskgit.sample_categorical(probs, torch.Generator().manual_seed(0))
+    assert draws.shape == (2, n) and draws.dtype == torch.long
+    for row, expected, critical in (
+        (draws[0], {0: 10_000, 1: 6_000, 2: 4_000}, 13.816),  # chi2 0.999 quantile, 2 dof: 2 ln 1000
+        (draws[1], {1: 5_000, 3: 15_000}, 10.828),  # chi2 0.999 quantile, 1 dof (tables)
+    ):
+        counts = torch.bincount(row, minlength=4).tolist()
+        assert {i: c for i, c in enumerate(counts) if c}.keys() == expected.keys()  # never a zero-probability entry
+        chi2 = sum((counts[i] - e) ** 2 / e for i, e in expected.items())
+        assert chi2 < critical, (counts, chi2)
+    # and it is the generator that decides: the same seed draws the same, another seed does not
+    again = maskgit.sample_categorical(probs, torch.Generator().manual_seed(0))
+    other = maskgit.sample_categorical(probs, torch.Generator().manual_seed(1))
+    assert torch.equal(again, draws) and not torch.equal(other, draws)
+
+
+def test_sample_categorical_with_one_certain_entry_always_draws_it():
+    probs = torch.zeros(1000, 7)
+    probs[:, 6] = 1.0  # the last entry: a uniform at the top of [0, 1) must not run past it
+    assert (maskgit.sample_categorical(probs, torch.Generator().manual_seed(0)) == 6).all()
+    probs = torch.zeros(1000, 7)
+    probs[:, 0] = 1e-30  # tiny but not zero, alone: still the only choice
+    assert (maskgit.sample_categorical(probs, torch.Generator().manual_seed(0)) == 0).all()

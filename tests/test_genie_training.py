@@ -1,7 +1,6 @@
 """genie.py: the LightningCLI entry point of stage 2, both presets, checkpoints, resuming, bad input."""
 
 import functools
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,58 +10,28 @@ import pytest
 import torch
 import yaml
 
+import evaluate as evaluate_cli
 from genie.action import LatentAction
-from genie.checkpoints import CheckpointError, MissingCheckpointError, store_network
+from genie.checkpoints import CheckpointError, MissingCheckpointError
 from genie.dynamics import DynamicsModel
-from genie.tokenizer import VideoTokenizer
-
-REPO = Path(__file__).resolve().parents[1]
-SMALL = ["--data.num_frames", "4", "--data.batch_size", "2", "--data.num_workers", "0", "--data.eval_clips", "2",
-         "--trainer.enable_progress_bar", "false", "--model.sample_steps", "3"]  # fmt: skip
-
-
-def _load_script():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("genie_script", REPO / "genie.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-genie_cli = _load_script()
-
-
-def _tokenizer_checkpoint(path: Path, preset: str, **overrides) -> Path:
-    """A tokenizer checkpoint in the format `tokenizer.py fit` writes (random weights)."""
-    args = yaml.safe_load((REPO / "config" / preset).read_text())["model"]["tokenizer"]["init_args"]
-    torch.manual_seed(0)
-    tokenizer = VideoTokenizer(**{**args, **overrides})
-    ckpt = {"state_dict": {f"tokenizer.{k}": v for k, v in tokenizer.state_dict().items()}}
-    store_network(ckpt, "tokenizer", tokenizer.config)
-    torch.save(ckpt, path)
-    return path
+from genie.world import load_world
+from helpers.stage2 import REPO, genie_args, genie_cli, load_script, tokenizer_checkpoint
 
 
 @pytest.fixture(scope="module")
 def tokenizers(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tokenizers")
     return {
-        "genie.tiny.yaml": _tokenizer_checkpoint(root / "tiny.ckpt", "tokenize.tiny.yaml"),
-        "genie.yaml": _tokenizer_checkpoint(root / "appf.ckpt", "tokenize.yaml"),
+        "genie.tiny.yaml": tokenizer_checkpoint(root / "tiny.ckpt", "tokenize.tiny.yaml"),
+        "genie.yaml": tokenizer_checkpoint(root / "appf.ckpt", "tokenize.yaml"),
     }
-
-
-def _args(sub: str, config: str, tiny_root: Path, tokenizer: Path, tmp_path: Path, *extra: str) -> list[str]:
-    paths = ["--model.tokenizer_ckpt_path", str(tokenizer), "--trainer.default_root_dir", str(tmp_path)]
-    return [sub, "-c", str(REPO / "config" / config), "--data.root", str(tiny_root), *SMALL, *paths, *extra]
 
 
 @pytest.mark.parametrize("config", ["genie.tiny.yaml", "genie.yaml"])
 def test_fast_dev_run_of_each_preset(tmp_path, tiny_root, tokenizers, monkeypatch, config):
     monkeypatch.chdir(tmp_path)
     extra = ["--trainer.fast_dev_run", "1", "--trainer.accelerator", "cpu", "--trainer.precision", "32-true"]
-    cli = genie_cli.main(_args("fit", config, tiny_root, tokenizers[config], tmp_path, *extra))
+    cli = genie_cli.main(genie_args("fit", config, tiny_root, tokenizers[config], tmp_path, *extra))
     assert cli.trainer.state.finished and cli.trainer.global_step == 1
     model = cli.model
     codes = {"genie.tiny.yaml": 8 * 5 * 5 * 5, "genie.yaml": 2**10}[config]  # FSQ levels / LFQ bits of its tokenizer
@@ -103,7 +72,8 @@ def test_compiled_training_keeps_checkpoint_names_and_fuses_adamw(tmp_path, tiny
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
     extra = ["--trainer.max_steps", "2", "--trainer.limit_val_batches", "0", "--model.compile", "true"]
-    cli = genie_cli.main(_args("fit", "genie.tiny.yaml", tiny_root, tokenizers["genie.tiny.yaml"], tmp_path, *extra))
+    tok = tokenizers["genie.tiny.yaml"]
+    cli = genie_cli.main(genie_args("fit", "genie.tiny.yaml", tiny_root, tok, tmp_path, *extra))
     model = cli.model
     assert cli.trainer.global_step == 2 and torch.isfinite(cli.trainer.logged_metrics["train/loss"])
     assert getattr(model.dynamics.compute_losses, "_genie_compiled", False)  # the compiled version ran
@@ -114,8 +84,8 @@ def test_compiled_training_keeps_checkpoint_names_and_fuses_adamw(tmp_path, tiny
 def test_checkpoint_round_trip_resume_and_evaluation(tmp_path, tiny_root, tokenizers, monkeypatch):
     monkeypatch.chdir(tmp_path)
     tok = tokenizers["genie.tiny.yaml"]
-    first = genie_cli.main(_args("fit", "genie.tiny.yaml", tiny_root, tok, tmp_path,
-                                 "--trainer.max_steps", "3", "--trainer.val_check_interval", "3"))  # fmt: skip
+    first = genie_cli.main(genie_args("fit", "genie.tiny.yaml", tiny_root, tok, tmp_path,
+                                      "--trainer.max_steps", "3", "--trainer.val_check_interval", "3"))  # fmt: skip
     last = tmp_path / "checkpoints" / "last.ckpt"
     assert last.is_file() and first.trainer.global_step == 3
     ckpt = torch.load(last, weights_only=False)
@@ -129,11 +99,11 @@ def test_checkpoint_round_trip_resume_and_evaluation(tmp_path, tiny_root, tokeni
         assert torch.equal(lam.encode(video)[0].actions, model.lam.encode(video)[0].actions)
         acts = torch.randint(0, 6, (2, 4))
         torch.testing.assert_close(dyn.logits(tokens, acts), model.dynamics.logits(tokens, acts))
-    resumed = genie_cli.main(_args("fit", "genie.tiny.yaml", tiny_root, tok, tmp_path,
-                                   "--trainer.max_steps", "5", "--ckpt_path", "last"))  # fmt: skip
+    resumed = genie_cli.main(genie_args("fit", "genie.tiny.yaml", tiny_root, tok, tmp_path,
+                                        "--trainer.max_steps", "5", "--ckpt_path", "last"))  # fmt: skip
     assert resumed.trainer.global_step == 5  # continued from step 3
     for sub, stage in (("validate", "val"), ("test", "test")):
-        metrics = genie_cli.main(_args(sub, "genie.tiny.yaml", tiny_root, tok, tmp_path, "--ckpt_path", str(last)))
+        metrics = genie_cli.main(genie_args(sub, "genie.tiny.yaml", tiny_root, tok, tmp_path, "--ckpt_path", str(last)))
         logged = metrics.trainer.callback_metrics
         assert {f"{stage}/dyn_loss", f"{stage}/lam_psnr", f"{stage}/nmi_true_actions"} <= set(logged)
         assert 0.0 <= float(logged[f"{stage}/nmi_true_actions"]) <= 1.0
@@ -142,7 +112,7 @@ def test_checkpoint_round_trip_resume_and_evaluation(tmp_path, tiny_root, tokeni
 
 
 def test_a_tokenizer_that_cannot_serve_genie_is_refused_before_training(tmp_path, tiny_root, tokenizers):
-    timed = _tokenizer_checkpoint(
+    timed = tokenizer_checkpoint(
         tmp_path / "timed.ckpt",
         "tokenize.tiny.yaml",
         dec_desc=[
@@ -157,14 +127,12 @@ def test_a_tokenizer_that_cannot_serve_genie_is_refused_before_training(tmp_path
         ],
     )
     with pytest.raises(CheckpointError, match="one token grid per frame"):
-        genie_cli.main(_args("fit", "genie.tiny.yaml", tiny_root, timed, tmp_path, "--trainer.fast_dev_run", "1"))
+        genie_cli.main(genie_args("fit", "genie.tiny.yaml", tiny_root, timed, tmp_path, "--trainer.fast_dev_run", "1"))
     with pytest.raises(MissingCheckpointError):
-        genie_cli.main(_args("fit", "genie.tiny.yaml", tiny_root, tmp_path / "nope.ckpt", tmp_path))
-    run = subprocess.run(
-        [sys.executable, str(REPO / "genie.py"), *_args("fit", "genie.tiny.yaml", tiny_root, tmp_path / "nope.ckpt",
-                                                         tmp_path)],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300,
-    )  # fmt: skip
+        genie_cli.main(genie_args("fit", "genie.tiny.yaml", tiny_root, tmp_path / "nope.ckpt", tmp_path))
+    args = genie_args("fit", "genie.tiny.yaml", tiny_root, tmp_path / "nope.ckpt", tmp_path)
+    run = subprocess.run([sys.executable, str(REPO / "genie.py"), *args], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=300)  # fmt: skip
     assert run.returncode != 0
     assert run.stderr.strip().splitlines()[-1].startswith("genie.py: error: no checkpoint at")
 
@@ -174,17 +142,13 @@ def test_recorded_actions_drive_the_dynamics_for_the_ceiling(tmp_path, tiny_root
     (GenieRedux's ground-truth variant); the checkpoint says so, and evaluation follows it."""
     monkeypatch.chdir(tmp_path)
     tok = tokenizers["genie.tiny.yaml"]
-    cli = genie_cli.main(_args("fit", "genie.tiny.yaml", tiny_root, tok, tmp_path, "--model.action_source", "recorded",
-                               "--trainer.max_steps", "2", "--trainer.val_check_interval", "2"))  # fmt: skip
+    recorded = ["--model.action_source", "recorded"]
+    cli = genie_cli.main(genie_args("fit", "genie.tiny.yaml", tiny_root, tok, tmp_path, *recorded,
+                                    "--trainer.max_steps", "2", "--trainer.val_check_interval", "2"))  # fmt: skip
     assert cli.model.dynamics.act_vocab == 15 and cli.model.lam.num_actions == 6
     last = tmp_path / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["action_source"] == "recorded"
-    from genie.world import load_world
-
     assert load_world(str(last), str(tok)).action_source == "recorded"
-    sys.path.insert(0, str(REPO))
-    import evaluate as evaluate_cli
-
     ev = ["--checkpoint", str(last), "--tokenizer_checkpoint", str(tok), "--root", str(tiny_root), "--clips", "2",
           "--batch_size", "2", "--steps", "2", "--probe_frames", "3", "--probe_clips", "0",
           "--out", str(tmp_path / "ev")]  # fmt: skip
@@ -193,17 +157,15 @@ def test_recorded_actions_drive_the_dynamics_for_the_ceiling(tmp_path, tiny_root
     assert report["action_source"] == "recorded" and len(report["control"]["model"]["dx"]) == 15
     assert report["control"]["model"]["actions"] == report["control"]["game"]["actions"]  # the game's buttons
     with pytest.raises(CheckpointError, match="15 recorded actions"):
-        genie_cli.main(_args("fit", "genie.tiny.yaml", tiny_root, tok, tmp_path / "x", "--model.action_source",
-                             "recorded", "--model.recorded_actions", "9", "--trainer.fast_dev_run", "1"))  # fmt: skip
+        genie_cli.main(genie_args("fit", "genie.tiny.yaml", tiny_root, tok, tmp_path / "x", *recorded,
+                                  "--model.recorded_actions", "9", "--trainer.fast_dev_run", "1"))  # fmt: skip
 
 
 def test_a_rerun_replaces_the_tokenizer_that_stage_2_reads(tmp_path, tiny_root, monkeypatch):
     """The presets as a user runs them (paths relative to the working directory): training the
     tiny tokenizer twice leaves one `last.ckpt`, the second run's, and stage 2 loads that one."""
     monkeypatch.chdir(tmp_path)
-    spec = importlib.util.spec_from_file_location("tokenizer_script", REPO / "tokenizer.py")
-    tokenizer_cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tokenizer_cli)
+    tokenizer_cli = load_script("tokenizer.py", "tokenizer_script")
     small = ["--data.root", str(tiny_root), "--data.num_frames", "4", "--data.batch_size", "2", "--data.num_workers",
              "0", "--data.eval_clips", "2", "--trainer.enable_progress_bar", "false"]  # fmt: skip
 

@@ -222,15 +222,58 @@ def test_features_stop_at_deepest_layer(loss_fn):
     assert [tuple(o.shape) for o in out] == [(2, 128, SIZE // 2, SIZE // 2), (2, 64, SIZE, SIZE)]
 
 
-def test_matches_reference_formula(loss_fn):
-    """[-1, 1] -> [0, 1] -> ImageNet normalisation -> channel-unit features -> MSE, averaged over layers."""
-    x, y = _images(0), _images(1)
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+@pytest.fixture(scope="module")
+def hand_loss(tmp_path_factory) -> PerceptualLoss:
+    """A VGG whose first two convolutions are hand-set (every other weight 0), so the features are known:
+    features.1 = relu of the ImageNet-normalised RGB in channels 0..2 (0 in the other 61 channels),
+    features.3 = relu(channel 0 + channel 1 of features.1) in channel 0 (0 elsewhere)."""
+    state = {k: torch.zeros_like(v) for k, v in VGG16Features().state_dict().items()}
+    for c in range(3):
+        state["features.0.weight"][c, c, 1, 1] = 1.0  # centre taps only: no mixing across pixels
+    state["features.2.weight"][0, 0, 1, 1] = state["features.2.weight"][0, 1, 1, 1] = 1.0
+    path = tmp_path_factory.mktemp("hand") / "vgg.pth"
+    torch.save(state, path)
+    return PerceptualLoss(feat_layers=("features.1", "features.3"), weights_path=str(path))
 
-    def unit_feats(img):
-        feats = loss_fn.vgg(((img + 1) / 2 - mean) / std, loss_fn.feat_layers)
-        return [f / (f.pow(2).sum(dim=1, keepdim=True).sqrt() + 1e-10) for f in feats]
 
-    expected = torch.stack([(a - b).pow(2).mean() for a, b in zip(unit_feats(x), unit_feats(y))]).mean()
-    assert torch.allclose(loss_fn(x, y), expected, rtol=1e-5)
+def _flat(r: float, g: float, b: float, size: int = 8) -> torch.Tensor:
+    """One image of constant colour, channels in [-1, 1]."""
+    return torch.tensor([r, g, b], dtype=torch.float32).view(1, 3, 1, 1).expand(1, 3, size, size).clone()
+
+
+def test_loss_by_hand_on_known_features(hand_loss):
+    """Red (+1, -1, -1) and green (-1, +1, -1): after the ImageNet normalisation a channel at +1 is
+    positive and one at -1 negative, so features.1 is (a, 0, 0, ...) for red and (0, b, 0, ...) for
+    green: unit vectors e0 and e1 after the channel normalisation, |e0 - e1|^2 = 2 at every pixel,
+    averaged over 64 channels: 2/64. features.3 is (a, 0, ...) and (b, 0, ...): both e0, loss 0.
+    The loss is the mean over the two layers: (2/64 + 0) / 2 = 1/64."""
+    red, green = _flat(1, -1, -1), _flat(-1, 1, -1)
+    assert hand_loss(red, green).item() == pytest.approx(1 / 64, rel=1e-5)
+    assert hand_loss(green, red).item() == pytest.approx(1 / 64, rel=1e-5)
+    # the feature scale does not count, only the direction: a darker red is still e0
+    assert hand_loss(_flat(0.5, -1, -1), green).item() == pytest.approx(1 / 64, rel=1e-5)
+    assert hand_loss(_flat(0.5, -1, -1), red).item() == pytest.approx(0.0, abs=1e-7)
+    # a mean over pixels: green on the left half only differs from red there
+    half = red.clone()
+    half[..., :4] = green[..., :4]
+    assert hand_loss(half, red).item() == pytest.approx(1 / 128, rel=1e-5)
+
+
+def test_all_zero_features_give_a_finite_loss(hand_loss):
+    """Black (-1, -1, -1) is negative in every channel after normalisation: every feature is 0,
+    its unit vector is 0 (not 0/0), and the loss to red is |e0|^2 / 64 in both layers."""
+    black, red = _flat(-1, -1, -1), _flat(1, -1, -1)
+    assert hand_loss(black, black).item() == 0.0
+    assert hand_loss(black, red).item() == pytest.approx(1 / 64, rel=1e-5)
+    x = black.clone().requires_grad_(True)
+    hand_loss(x, red).backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_inputs_in_minus_one_one_are_mapped_to_zero_one_before_imagenet_statistics(hand_loss):
+    """ImageNet's red mean is 0.485 (torchvision's documented normalisation): mid-grey 0.0 in
+    [-1, 1] is 0.5 in [0, 1], just above it (red feature on: e0), and -0.1 is 0.45, just below
+    (red feature off: 0). Taken as [0, 1] values, both would be below the mean."""
+    red = _flat(1, -1, -1)
+    assert hand_loss(_flat(0.0, -1, -1), red).item() == pytest.approx(0.0, abs=1e-7)
+    assert hand_loss(_flat(-0.1, -1, -1), red).item() == pytest.approx(1 / 64, rel=1e-5)

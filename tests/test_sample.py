@@ -14,7 +14,7 @@ import pytest
 import sample as sample_cli
 from genie.episodes import EPISODE_DIR, episode_path, list_episodes, read_episode
 from genie.record import record_level, sample
-from tests.conftest import TINY
+from helpers.tiny import TINY
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ import pytest
 import split as split_cli
 from genie.episodes import EPISODE_DIR, episode_path, list_episodes, read_episode
 from genie.splitting import INDEX_FILE, SPLITS, SplitError, assign_levels, split
-from tests.conftest import TINY, TINY_RATIOS
+from helpers.tiny import TINY, TINY_RATIOS
 
 
 def _index(root, name):

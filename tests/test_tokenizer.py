@@ -1,12 +1,13 @@
 """Video tokenizer: causality, LFQ, blueprints, the GAN step, overfitting, the seed example."""
 
 import copy
+import math
 
 import pytest
 import torch
 
 from genie.blueprint import BlueprintError, Stack
-from genie.quantize import LFQ, _code_table, codebook_entropy
+from genie.quantize import LFQ, codebook_entropy
 from genie.tokenizer import MAGVIT2_DEC_DESC, MAGVIT2_ENC_DESC, VideoTokenizer
 
 # A small CoinRun-shaped tokenizer: space /4, no time down-sampling, 6 bits.
@@ -46,6 +47,69 @@ def test_tokens_of_frame_t_ignore_later_frames():
         assert torch.equal(one.indices[:, 0], a.indices[:, 0])
 
 
+# Time /2 and space /2 (the README preset's `downsample: 2` residual block), 6 bits: token frame j
+# is the average of frames 2j and 2j + 1 after causal convolutions, so it depends on frames <= 2j + 1.
+TIME_ENC = (
+    ("causal", {"in_channels": 3, "out_channels": 16, "kernel_size": 3}),
+    ("residual", {"in_channels": 16, "downsample": 2, "use_blur": True}),
+    ("proj_out", {"in_channels": 16, "out_channels": 6, "num_groups": 8}),
+)
+TIME_DEC = (
+    ("causal", {"in_channels": 6, "out_channels": 16, "kernel_size": 3}),
+    ("spacetime_upsample", {"in_channels": 16, "out_channels": 16, "time_factor": 2, "space_factor": 2}),
+    ("proj_out", {"in_channels": 16, "out_channels": 3, "num_groups": 8}),
+)
+
+
+def test_time_downsampled_tokens_ignore_frames_after_their_group():
+    torch.manual_seed(0)
+    tok = VideoTokenizer(enc_desc=TIME_ENC, dec_desc=TIME_DEC, d_codebook=6).eval()
+    assert tok.downsampling == (2, 2)
+    video = torch.rand(2, 3, 6, 16, 16) * 2 - 1  # 6 frames -> 3 token frames: (0, 1), (2, 3), (4, 5)
+
+    def changed_from(frame: int) -> torch.Tensor:
+        other = video.clone()
+        other[:, :, frame:] = torch.rand_like(other[:, :, frame:]) * 2 - 1
+        return other
+
+    with torch.no_grad():
+        base, z = tok.tokenize(video), tok.encoder(video)
+        assert base.indices.shape == (2, 3, 8, 8)
+        for frame, first_changed in ((1, 0), (2, 1), (3, 1), (4, 2), (5, 2)):  # frames frame.. replaced
+            other = changed_from(frame)
+            tokens, z2 = tok.tokenize(other).indices, tok.encoder(other)
+            assert torch.equal(tokens[:, :first_changed], base.indices[:, :first_changed]), frame
+            torch.testing.assert_close(z2[:, :, :first_changed], z[:, :, :first_changed])
+            assert not torch.allclose(z2[:, :, first_changed], z[:, :, first_changed]), frame  # it is seen there
+        # the decoder: token frame j becomes frames 2j and 2j + 1, from token frames <= j
+        codes = base.codes.clone()
+        codes[:, :, 2] = -codes[:, :, 2]
+        a, b = tok.decode(base.codes), tok.decode(codes)
+        assert a.shape == video.shape
+        torch.testing.assert_close(a[:, :, :4], b[:, :, :4])
+        assert not torch.allclose(a[:, :, 4:], b[:, :, 4:])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="spacetime_downsample (time_factor 2, causal kernel 3) makes token j from frames 2j-2..2j, so the "
+    "last frame of an even-length clip (which tokenize accepts) reaches no token",
+)
+def test_strided_time_downsampling_sees_every_frame_of_a_clip():
+    torch.manual_seed(0)
+    enc = (("causal", {"in_channels": 3, "out_channels": 16, "kernel_size": 3}),
+           ("spacetime_downsample", {"in_channels": 16, "time_factor": 2, "space_factor": 2}),
+           ("proj_out", {"in_channels": 16, "out_channels": 6, "num_groups": 8}))  # fmt: skip
+    tok = VideoTokenizer(enc_desc=enc, dec_desc=TIME_DEC, d_codebook=6).eval()
+    video = torch.rand(1, 3, 6, 16, 16) * 2 - 1
+    with torch.no_grad():
+        z = tok.encoder(video)
+        for frame in range(6):
+            other = video.clone()
+            other[:, :, frame] = -other[:, :, frame]
+            assert not torch.allclose(tok.encoder(other), z), f"frame {frame} reaches no token"
+
+
 def test_lfq_indices_codes_round_trip_and_gradients():
     q = LFQ(in_channels=8, d_codebook=4, n_codebook=2)
     z = torch.randn(2, 8, 3, 4, 4, requires_grad=True)
@@ -58,12 +122,103 @@ def test_lfq_indices_codes_round_trip_and_gradients():
 
 
 def test_lfq_codebook_entropy_is_exact():
-    logits = torch.randn(50, 6)
-    table = _code_table(logits)  # (N, 64), rows are distributions
-    assert torch.allclose(table.sum(-1), torch.ones(50), atol=1e-5)
+    """H(mean over tokens of p(code | token)), against the 64-code table written out code by code."""
+    torch.manual_seed(0)
+    logits = torch.randn(50, 6, dtype=torch.float64)
+    p_plus = torch.sigmoid(logits)  # p(bit i = +1) of each token
+    table = torch.ones(50, 64, dtype=torch.float64)
+    for code in range(64):
+        for i in range(6):
+            table[:, code] *= p_plus[:, i] if (code >> i) & 1 else 1 - p_plus[:, i]
     avg = table.mean(0)
     expected = -(avg * avg.log()).sum()
-    assert torch.allclose(codebook_entropy(logits), expected, atol=1e-5)  # the split-matmul path
+    assert codebook_entropy(logits.float()).item() == pytest.approx(expected.item(), abs=1e-5)  # the split-matmul path
+    # by hand: undecided bits spread every token over all 64 codes, ln 64; certain ones put them all on one, 0
+    assert codebook_entropy(torch.zeros(50, 6)).item() == pytest.approx(6 * math.log(2), rel=1e-6)
+    assert codebook_entropy(torch.full((50, 6), 30.0)).item() == pytest.approx(0.0, abs=1e-6)
+    assert codebook_entropy(torch.zeros(50, 1)).item() == pytest.approx(math.log(2), rel=1e-6)  # one bit: no split
+
+
+def _token_entropy(z: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
+    """Entropy (nats) of each token's soft code assignment, by hand: the bits are independent with
+    p(bit = +1) = sigmoid(4 z / tau), so it is a sum of binary entropies. `z (N d)` -> `(N)`."""
+    p = torch.sigmoid(4 * z.double() / tau)
+    return -(p * p.log() + (1 - p) * (1 - p).log()).sum(-1)
+
+
+def _tokens(z: torch.Tensor) -> torch.Tensor:
+    """`(b d t h w)` -> `(N d)`, one row per token."""
+    return z.permute(0, 2, 3, 4, 1).reshape(-1, z.shape[1])
+
+
+def test_lfq_frac_sample_changes_the_entropy_terms_only():
+    torch.manual_seed(0)
+    z = torch.randn(2, 4, 2, 4, 4)  # 64 tokens of 4 bits
+    full, sub = LFQ(4, 4).train(), LFQ(4, 4, frac_sample=0.25).train()
+    a = full(z)
+    zs = z.clone().requires_grad_(True)
+    b = sub(zs)
+    assert torch.equal(a.codes, b.codes) and torch.equal(a.indices, b.indices)  # quantization untouched
+    assert torch.equal(a.terms["commitment"], b.terms["commitment"])  # on every token
+    b.loss.backward()
+    assert torch.isfinite(b.loss) and all(torch.isfinite(v) for v in b.terms.values())
+    assert torch.isfinite(zs.grad).all() and zs.grad.abs().sum() > 0
+    # by hand on every token: the full per-sample entropy; in eval mode the subset is not used
+    assert a.terms["per_sample_entropy"].item() == pytest.approx(_token_entropy(_tokens(z)).mean().item(), rel=1e-5)
+    c = sub.eval()(z)
+    assert torch.equal(c.terms["per_sample_entropy"], a.terms["per_sample_entropy"])
+    assert torch.equal(c.terms["codebook_entropy"], a.terms["codebook_entropy"])
+    with pytest.raises(ValueError, match="frac_sample"):
+        LFQ(4, 4, frac_sample=0.0)
+    with pytest.raises(ValueError, match="frac_sample"):
+        LFQ(4, 4, frac_sample=1.5)
+
+
+def test_lfq_entropy_terms_of_a_one_token_sample_are_that_tokens():
+    """A fraction so small it rounds to no token still keeps one. Of a single token, the mean code
+    distribution is that token's own, so the codebook entropy equals the per-sample entropy, and
+    both are the entropy of one of the tokens, a different one from call to call."""
+    torch.manual_seed(0)
+    z = torch.randn(1, 4, 1, 4, 4)  # 16 tokens, each with its own entropy
+    per_token = _token_entropy(_tokens(z))
+    q = LFQ(4, 4, frac_sample=1e-6).train()
+    picked = set()
+    for _ in range(30):
+        out = q(z)
+        h = out.terms["per_sample_entropy"].double()
+        assert out.terms["codebook_entropy"].item() == pytest.approx(h.item(), rel=1e-4)
+        match = (per_token - h).abs() < 1e-4
+        assert match.sum() == 1, (h, per_token)
+        picked.add(int(match.nonzero()))
+    assert len(picked) > 5  # drawn at random, not always the same token
+
+
+def test_lfq_entropy_is_the_mean_over_exactly_the_sampled_fraction():
+    """Half the tokens at z = 0 (entropy 4 ln 2: every bit a coin toss), half far from 0 (entropy
+    ~0). With frac_sample 0.5 of 64 tokens, the per-sample entropy is k * 4 ln 2 / 32 for the k
+    coin-toss tokens among the 32 sampled: a whole multiple of 4 ln 2 / 32."""
+    z = torch.zeros(1, 4, 1, 8, 8)
+    z[..., 4:] = 10.0
+    q = LFQ(4, 4, frac_sample=0.5).train()
+    ks = []
+    for seed in range(5):
+        torch.manual_seed(seed)
+        k = q(z).terms["per_sample_entropy"].item() * 32 / (4 * math.log(2))
+        assert abs(k - round(k)) < 1e-3 and 0 <= round(k) <= 32, k
+        ks.append(round(k))
+    assert len(set(ks)) > 1 and 0 < min(ks) and max(ks) < 32  # a random mix of both halves, not one half
+
+
+def test_lfq_frac_sample_in_a_tokenizer_trains_with_the_same_tokens():
+    half, whole = tiny(lfq_frac_sample=0.5), tiny()  # the same seed: the same weights
+    video = torch.rand(2, 3, 2, 16, 16) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(half.tokenize(video).indices, whole.tokenize(video).indices)
+    loss, terms = half(video)
+    loss.backward()
+    assert torch.isfinite(loss) and all(torch.isfinite(v) for v in terms.values())
+    assert all(torch.isfinite(p.grad).all() for p in half.encoder.parameters() if p.grad is not None)
+    assert half.encoder.layers[0].conv.weight.grad.abs().sum() > 0
 
 
 def _codes_used_after_training(diversity_weight: float) -> int:

@@ -1,0 +1,1 @@
+"""Shared test code, imported as `helpers` (pyproject.toml puts tests/ on pytest's `pythonpath`)."""
