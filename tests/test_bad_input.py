@@ -192,3 +192,40 @@ def test_training_input_mistakes_are_one_line_and_leave_no_run_folder(extra, say
     assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr[-2000:]
     assert run.stderr.strip().splitlines()[-1].startswith("genie.py: error:") and says in run.stderr
     assert not run_dir.exists()
+
+
+@pytest.mark.parametrize(
+    "script, ckpt, says",
+    [
+        ("tokenizer.py", "STAGE2", "holds the dynamics/lam network(s) of the other stage"),
+        ("genie.py", "STAGE1", "holds the tokenizer network(s) of the other stage"),
+        ("tokenizer.py", "res/genie.ckpt", "holds no training state"),
+        ("tokenizer.py", "TRUNCATED", "is not a readable checkpoint"),
+        ("genie.py", "README.md", "is not a readable checkpoint"),
+        ("genie.py", "nowhere.ckpt", "no checkpoint at nowhere.ckpt"),
+    ],
+)
+def test_a_wrong_ckpt_path_is_named_for_what_it_is(script, ckpt, says, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    made = {  # training checkpoints of each stage, as far as the check reads them
+        "STAGE2": {"pytorch-lightning_version": "2", "state_dict": {}, "networks": {"lam": {}, "dynamics": {}}},
+        "STAGE1": {"pytorch-lightning_version": "2", "state_dict": {}, "networks": {"tokenizer": {}}},
+    }
+    if ckpt in made:
+        torch.save(made[ckpt], tmp_path / "x.ckpt")
+        ckpt = str(tmp_path / "x.ckpt")
+    elif ckpt == "TRUNCATED":
+        (tmp_path / "x.ckpt").write_bytes((repo / "res" / "tokenizer.ckpt").read_bytes()[:5000])
+        ckpt = str(tmp_path / "x.ckpt")
+    preset = "genie.tiny.yaml" if script == "genie.py" else "tokenize.tiny.yaml"
+    argv = [sys.executable, script, "test", "-c", f"config/{preset}", "--ckpt_path", ckpt,
+            "--trainer.default_root_dir", str(tmp_path / "run")]  # fmt: skip
+    run = subprocess.run(argv, cwd=repo, capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"{script}: error:") and says in last, last
+    assert not (tmp_path / "run").exists()

@@ -21,7 +21,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from genie.checkpoints import CheckpointError
+from genie.checkpoints import CheckpointError, MissingCheckpointError, read_checkpoint
 
 
 def checkpoint_dir(root_dir: str | Path) -> Path:
@@ -55,6 +55,18 @@ def run_script(main: Callable[[], object], script: str) -> None:
         sys.exit(f"{script}: error: {e}")
 
 
+def check_training_checkpoint(path: str | Path, networks: tuple[str, ...]) -> None:
+    """Refuse a `--ckpt_path` that is not a training checkpoint holding `networks` (this stage's)."""
+    ckpt = read_checkpoint(path)
+    if "pytorch-lightning_version" not in ckpt:
+        raise CheckpointError(f"{path} holds no training state (a bundled checkpoint plays and evaluates; "
+                              f"it cannot resume or be tested here): pass a checkpoint written by fit")  # fmt: skip
+    have = sorted(ckpt.get("networks", {}))
+    if not set(networks) <= set(have):
+        raise CheckpointError(f"{path} holds the {'/'.join(have) or 'unnamed'} network(s) of the other stage; "
+                              f"this stage's checkpoints hold {'/'.join(networks)}")  # fmt: skip
+
+
 class TrainingCLI(LightningCLI):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, save_config_kwargs={"overwrite": True}, **kwargs)
@@ -73,6 +85,17 @@ class TrainingCLI(LightningCLI):
 
     def before_test(self) -> None:
         self.datamodule.setup("test")
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning reads --ckpt_path's hyper-parameters here; first make sure the file is a
+        # training checkpoint of this stage, so a wrong file is one line saying which it is.
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if path and Path(path).is_file():
+            check_training_checkpoint(path, getattr(self.model_class, "NETWORKS", ()))
+        elif path and path not in ("last", "best", "hpc") and not str(path).startswith("registry"):
+            raise MissingCheckpointError(f"no checkpoint at {path} (--ckpt_path)")
+        super()._parse_ckpt_path()
 
     def instantiate_trainer(self, **kwargs) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)

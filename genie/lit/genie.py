@@ -68,6 +68,8 @@ class GenieTraining(L.LightningModule):
             checked against the data's metadata when training starts.
     """
 
+    NETWORKS = ("lam", "dynamics")  # what its checkpoints hold (`store_network`), checked by --ckpt_path
+
     def __init__(
         self,
         tokenizer_ckpt_path: str,

@@ -41,6 +41,8 @@ class TokenizerTraining(L.LightningModule):
             minutes longer).
     """
 
+    NETWORKS = ("tokenizer",)  # what its checkpoints hold (`store_network`), checked by --ckpt_path
+
     def __init__(
         self,
         tokenizer: VideoTokenizer,
