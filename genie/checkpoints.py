@@ -55,9 +55,11 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
     return ckpt
 
 
-def load_network(cls: type[N], path: str | Path, name: str, map_location="cpu", **overrides: Any) -> N:
-    """Build `cls(**stored config, **overrides)` and load its weights from a checkpoint file."""
-    ckpt = read_checkpoint(path, map_location)
+def load_network(cls: type[N], path: str | Path, name: str, map_location="cpu", *, ckpt: dict | None = None,
+                 **overrides: Any) -> N:  # fmt: skip
+    """Build `cls(**stored config, **overrides)` and load its weights from a checkpoint file
+    (`ckpt`: its contents, when the caller has read them already with `read_checkpoint`)."""
+    ckpt = read_checkpoint(path, map_location) if ckpt is None else ckpt
     config = ckpt.get("networks", {}).get(name)
     if config is None:
         raise CheckpointError(f"{path} holds no {name!r} network (was it written by the matching training script?)")

@@ -25,7 +25,7 @@ from einops import rearrange
 from genie import maskgit
 from genie.attention import TimeKV
 from genie.blocks import FrameStream
-from genie.checkpoints import CheckpointError, read_checkpoint
+from genie.checkpoints import CheckpointError, load_network, read_checkpoint
 from genie.dynamics import DynamicsModel
 from genie.tokenizer import VideoTokenizer
 
@@ -135,8 +135,8 @@ def load_world(
     Refuses a tokenizer whose vocabulary differs from the one recorded in the Genie checkpoint.
     """
     tokenizer = VideoTokenizer.from_checkpoint(tokenizer_checkpoint, map_location=device)
-    dynamics = DynamicsModel.from_checkpoint(checkpoint, map_location=device)
-    ckpt = read_checkpoint(checkpoint)
+    ckpt = read_checkpoint(checkpoint, map_location=device)  # once: the network and what it was trained with
+    dynamics = load_network(DynamicsModel, checkpoint, "dynamics", ckpt=ckpt)
     recorded = ckpt.get("tokenizer") or {}
     if recorded.get("codebook_size") not in (None, tokenizer.codebook_size):
         raise CheckpointError(
