@@ -27,6 +27,7 @@ The blocks of a round see the cache with fixed shapes (`FixedKV`), so `compile_r
 from __future__ import annotations
 
 import logging
+import math
 from functools import partial
 from typing import NamedTuple
 
@@ -83,6 +84,10 @@ class DynamicsModel(nn.Module):
         action_every_block: also add a per-block action embedding to the residual stream before
             every block (zero at the start), not only to the input: the action reaches each block
             directly instead of being diluted through the ones before it.
+        copy_gate: add to the logit of the token at the same place in the previous frame a
+            bias that the model computes per token (a pointer to the past, as in pointer-generator
+            networks, See et al. 2017). Most tokens of the next frame equal the previous frame's,
+            so copying becomes the default and the blocks spend themselves on what changes.
     """
 
     def __init__(
@@ -96,6 +101,7 @@ class DynamicsModel(nn.Module):
         mask_rate: tuple[float, float] = (0.5, 1.0),
         mask_per_frame: bool = False,
         action_every_block: bool = False,
+        copy_gate: bool = False,
     ):
         super().__init__()
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -118,6 +124,13 @@ class DynamicsModel(nn.Module):
             self.act_blocks = nn.Parameter(torch.zeros(len(self.blocks), act_vocab + 1, embed_dim))
         self.norm = nn.LayerNorm(embed_dim)
         self.head = nn.Linear(embed_dim, tok_vocab)
+        self.copy_gate = None
+        if copy_gate:
+            self.copy_gate = nn.Linear(embed_dim, 1)
+            # constant at the start, and large enough that with an untrained head (about uniform
+            # over V codes) the copy already takes half the probability: log(V)
+            nn.init.zeros_(self.copy_gate.weight)
+            nn.init.constant_(self.copy_gate.bias, math.log(tok_vocab))
         self._compiled_round = None  # set by compile_rounds
 
     # --- the one place actions meet frames ---
@@ -168,12 +181,33 @@ class DynamicsModel(nn.Module):
             cache.append(kv)
         return x, cache
 
-    def logits(self, tokens: torch.Tensor, act_id: torch.Tensor) -> torch.Tensor:
-        """Logits `(b T s V)` for every token of `tokens (b T h w)` (mask id allowed)."""
+    def logits(self, tokens: torch.Tensor, act_id: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits `(b T s V)` for every token of `tokens (b T h w)` (mask id allowed).
+
+        `reference (b T h w)`: the unmasked frames, whose frame t-1 the copy gate points at for
+        frame t (default: `tokens`, right when their past frames are whole, as in sampling).
+        """
         self._check_tokens(tokens)
         actions = self.frame_actions(act_id, tokens.shape[1])
         x = self._trunk(self._embed(tokens, actions), actions)[0]
-        return self.head(self.norm(x))
+        if self.copy_gate is None:
+            return self._head(x)
+        ref = rearrange(tokens if reference is None else reference, "b t h w -> b t (h w)")
+        previous = torch.cat([ref[:, :1], ref[:, :-1]], dim=1)  # frame 0 has none: its gate is zeroed
+        has_previous = (torch.arange(ref.shape[1], device=ref.device) > 0)[None, :, None, None]
+        return self._head(x, previous, has_previous)
+
+    def _head(
+        self, x: torch.Tensor, previous: torch.Tensor | None = None, has_previous: torch.Tensor | bool = True
+    ) -> torch.Tensor:
+        """Logits `(... V)` from features `(... e)`; with the copy gate, plus its bias on the
+        logit of `previous (...)`, the token at the same place one frame earlier."""
+        x = self.norm(x)
+        logits = self.head(x)
+        if self.copy_gate is None or previous is None:
+            return logits
+        gate = self.copy_gate(x).to(logits.dtype) * has_previous  # (... 1)
+        return logits.scatter_add(-1, previous[..., None], gate)
 
     # --- training ---
     def compute_loss(self, tokens: torch.Tensor, act_id: torch.Tensor) -> torch.Tensor:
@@ -186,7 +220,7 @@ class DynamicsModel(nn.Module):
         mask = maskgit.training_mask(b, t, h * w, self.mask_rate, device=tokens.device, per_frame=self.mask_per_frame)
         flat = rearrange(tokens, "b t h w -> b t (h w)")
         inputs = rearrange(torch.where(mask, self.mask_id, flat), "b t (h w) -> b t h w", h=h)
-        logits = self.logits(inputs, act_id).float()  # (b t s V)
+        logits = self.logits(inputs, act_id, reference=tokens).float()  # (b t s V)
         ce = F.cross_entropy(rearrange(logits, "b t s v -> b v t s"), flat, reduction="none")  # (b t s)
         weight = mask.float()
         count = weight.sum().clamp(min=1)  # no branch on a device value: no host sync
@@ -284,7 +318,10 @@ class DynamicsModel(nn.Module):
             seen = actions[:, : t + 1]
             x = self._trunk(self._embed(torch.cat([past, new], dim=1), seen), seen)[0][:, -1]
         x = torch.gather(x, 1, positions[..., None].expand(-1, -1, x.shape[-1]))  # (b m e)
-        return self.head(self.norm(x))
+        if self.copy_gate is None:
+            return self._head(x)
+        previous = torch.gather(rearrange(past[:, -1], "b h w -> b (h w)"), 1, positions)  # (b m)
+        return self._head(x, previous)
 
     def _round(
         self, frame: torch.Tensor, placement: torch.Tensor, past: list[FixedKV], per_block: torch.Tensor | None

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from genie.dynamics import DynamicsModel
+from helpers.generation import generate_every_way
 
 
 def conditioned(seed: int = 0) -> DynamicsModel:
@@ -50,12 +51,9 @@ def test_the_loss_trains_the_per_block_embeddings():
 def test_cached_and_compiled_generation_equal_uncached(num_frames):
     model = conditioned()
     tokens, acts = torch.randint(0, 16, (2, 2, 4, 4)), torch.randint(0, 4, (2, 2 + num_frames - 1))
-    kw = dict(steps=5, temperature=0.0, num_frames=num_frames)
-    uncached = model.generate(tokens, acts, use_cache=False, **kw)
-    assert torch.equal(model.generate(tokens, acts, use_cache=True, **kw), uncached)
-    model.compile_rounds()
-    assert torch.equal(model.generate(tokens, acts, **kw), uncached)
+    uncached = generate_every_way(model, tokens, acts, num_frames)
     # and the action decides the frame: another action for the new frame gives another frame
     other = acts.clone()
     other[:, -1] = (acts[:, -1] + 2) % 4
+    kw = dict(steps=5, temperature=0.0, num_frames=num_frames)
     assert not torch.equal(model.generate(tokens, other, use_cache=False, **kw), uncached)
