@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 
-.PHONY: install test play bench clean-venv
+.PHONY: install test browser play bench clean-venv
 
 install: $(STAMP)
 
@@ -15,6 +15,14 @@ $(STAMP): requirements.txt
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# What the play page's browser test needs (it is skipped without them): Playwright from PyPI,
+# driving Debian's Chromium (installing it needs root; the test says so when it is missing).
+PLAYWRIGHT := playwright==1.65.2
+browser: $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check $(PLAYWRIGHT)
+	command -v chromium >/dev/null || apt-get install -y -q chromium >/dev/null || \
+		(apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)
 
 # One rollout per latent action, side by side, from res/example.png with the bundled model.
 play: $(STAMP)

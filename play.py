@@ -55,8 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="torch.compile the MaskGIT round: 5-20 s once on a CPU (cached on disk after), then about 1.2-1.7x the "
         "frames/s. Default: on with --interactive, off for a file (a 16-frame rollout saves less than it costs)",
     )  # fmt: skip
-    p.add_argument("--upscale", type=int, default=4, help="integer pixel upscale of the output (default 4)")
-    p.add_argument("--fps", type=float, default=10.0, help="playback frame rate of the output file")
+    p.add_argument("--upscale", type=int, default=4, help="pixel upscale of the output and the page (default 4)")
+    p.add_argument("--fps", type=float, default=10.0, help="frame rate of the output file and the page GIF")
     p.add_argument("--interactive", action="store_true", help="serve a page to play live instead of a file")
     p.add_argument("--port", type=int, default=8000, help="port of --interactive (on 127.0.0.1 only)")
     args = p.parse_args(argv)
@@ -135,9 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
         image = load_image(image_path, world.frame_shape).to(args.device)
         if args.interactive:
-            from genie.serve import serve
+            from genie.serve import load_starts, serve
 
-            return serve(world, image, port=args.port)
+            starts = load_starts(RES / "starts", world.frame_shape)  # held-out frames to pick from on the page
+            return serve(world, image, port=args.port, upscale=args.upscale, starts=starts, fps=args.fps,
+                         name=Path(image_path).name)  # fmt: skip
         if args.batch:
             actions = torch.arange(world.num_actions)[:, None]  # world i plays action i throughout
             num_frames = args.num_frames or 16

@@ -114,3 +114,18 @@ def compare(game: dict, model: dict) -> dict:
         "spread_x_ratio": round(model["spread_x"] / max(game["spread_x"], 1e-9), 3),
         "spread_y_ratio": round(model["spread_y"] / max(game["spread_y"], 1e-9), 3),
     }
+
+
+def describe(dx: float, dy: float, threshold: float = 0.25) -> str:
+    """What holding an action does to the agent, in words, from the scene's mean shift per frame.
+
+    The camera follows the agent, so the scene moving left (dx < 0) means the agent runs right,
+    and the scene moving down (dy > 0, image rows grow downward) means it rises. Shifts under
+    `threshold` pixels per frame on both axes are "unclear": too small to tell from noise.
+    """
+    parts = []
+    if abs(dx) >= threshold:
+        parts.append("right" if dx < 0 else "left")
+    if abs(dy) >= threshold:
+        parts.append("up" if dy > 0 else "down")
+    return " + ".join(parts) or "unclear"

@@ -14,7 +14,6 @@ from collections.abc import Callable
 
 import torch
 
-
 STEPS = 25  # decoding rounds per frame (Genie Sec. 2.1 samples with 25 MaskGIT steps): every default links here
 
 

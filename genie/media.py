@@ -29,32 +29,36 @@ class MediaError(ValueError):
     """An image that cannot be read or a video that cannot be written as asked."""
 
 
-def load_image(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
+def load_image(source: str | Path | bytes, size: tuple[int, int], name: str | None = None) -> torch.Tensor:
     """Read any image Pillow reads as RGB `(1 c H W)` in [-1, 1], resized to `size = (H, W)`.
 
+    `source` is a path, or the bytes of an image file (an upload; `name` says what it was).
     A different size is resized (bilinear) with one warning line; a missing or non-image file, or
     one of more than `MAX_IMAGE_PIXELS` pixels (a decompression bomb is refused before it is
     decoded), raises `MediaError` with the reason. 16-bit images are scaled to 8 bits, not clipped.
     """
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"no image at {path}")
+    if isinstance(source, bytes):
+        what, opened = name or "the image", io.BytesIO(source)
+    else:
+        what = opened = Path(source)
+        if not opened.is_file():
+            raise MediaError(f"no image at {opened}")
     try:
-        with Image.open(path) as img:
+        with Image.open(opened) as img:
             if img.size[0] * img.size[1] > MAX_IMAGE_PIXELS:  # from the header, before decoding
-                raise MediaError(f"{path} is {img.size[0]}x{img.size[1]} pixels, more than the "
+                raise MediaError(f"{what} is {img.size[0]}x{img.size[1]} pixels, more than the "
                                  f"{MAX_IMAGE_PIXELS:,} an image may have here")  # fmt: skip
             img.load()
             rgb = _to_rgb(img)
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
         if isinstance(e, MediaError):
             raise
-        raise MediaError(f"{path} is not a readable image ({type(e).__name__}: {e})") from e
+        raise MediaError(f"{what} is not a readable image ({type(e).__name__}: {e})") from e
     h, w = size
     if rgb.size != (w, h):
-        log.warning("%s is %dx%d (%s); resizing to %dx%d", path, rgb.size[0], rgb.size[1], img.mode, w, h)
+        log.warning("%s is %dx%d (%s); resizing to %dx%d", what, rgb.size[0], rgb.size[1], img.mode, w, h)
         rgb = rgb.resize((w, h), Image.BILINEAR)
     array = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy())
     return to_video(array[None, None])[:, :, 0]  # (1 c H W): the data pipeline's one conversion
@@ -148,7 +152,14 @@ def check_video_path(path: str | os.PathLike) -> Path:
     return path
 
 
-def _write_gif(path: Path, frames: np.ndarray, fps: float) -> None:
+def gif_bytes(frames: np.ndarray, fps: float = 10.0) -> bytes:
+    """`(t H W c)` uint8 frames as the bytes of an animated GIF."""
+    buf = io.BytesIO()
+    _write_gif(buf, frames, fps)
+    return buf.getvalue()
+
+
+def _write_gif(path: Path | io.BytesIO, frames: np.ndarray, fps: float) -> None:
     from PIL import Image
 
     images = [Image.fromarray(f) for f in frames]

@@ -112,7 +112,8 @@ class LFQ(nn.Module):
         z = self.proj_in(z).float()
         if self.norm:
             per_codebook = rearrange(z, "b (n d) t h w -> b n d t h w", n=self.n)
-            z = rearrange(F.rms_norm(per_codebook.movedim(2, -1), (self.d,)).movedim(-1, 2), "b n d t h w -> b (n d) t h w")
+            normed = F.rms_norm(per_codebook.movedim(2, -1), (self.d,)).movedim(-1, 2)
+            z = rearrange(normed, "b n d t h w -> b (n d) t h w")
         q = torch.where(z > 0, 1.0, -1.0)
         codes = z + (q - z).detach()  # straight-through estimator
         bits = rearrange(z > 0, "b (n d) t h w -> b t h w n d", n=self.n).long()

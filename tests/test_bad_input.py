@@ -99,7 +99,7 @@ def test_huge_images_are_refused_before_they_are_decoded(tmp_path, side):
 class StillWorld:
     """Just enough of a `World` for the page server: every frame is grey."""
 
-    num_actions, frame_shape, steps, frames = 3, (8, 8), 1, 0
+    num_actions, frame_shape, steps, frames, temperature = 3, (8, 8), 1, 0, 1.0
 
     def reset(self, image):
         self.frames = 1

@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from genie.control import EFFECTIVE_GROUPS, effective_group, game_probe, group_contingency, mean_shifts, world_probe
+from genie.control import (
+    EFFECTIVE_GROUPS,
+    describe,
+    effective_group,
+    game_probe,
+    group_contingency,
+    mean_shifts,
+    world_probe,
+)
 from genie.motion import phase_shift
 
 REPO = Path(__file__).resolve().parents[1]
@@ -140,3 +148,12 @@ def test_compare_reports_tabulates_margins_and_refuses_other_files(tmp_path, cap
     (tmp_path / "b" / "report.json").write_text("{}")
     assert compare_reports.main([str(tmp_path / "b")]) == 2
     assert "not an evaluate.py report" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "dx, dy, words",
+    [(-1.0, 0.0, "right"), (0.8, 0.0, "left"), (0.0, 0.5, "up"), (0.0, -0.5, "down"),
+     (-0.4, 0.9, "right + up"), (0.1, -0.2, "unclear"), (0.0, 0.0, "unclear")],
+)  # fmt: skip
+def test_describe_reads_the_scene_shift_as_the_agent_s_motion(dx, dy, words):
+    assert describe(dx, dy) == words  # the camera follows the agent: the scene moves the other way

@@ -10,12 +10,10 @@ presets turn off Lightning's version counter, so a second run in the same direct
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import re
 import sys
-
 from collections.abc import Callable
+from pathlib import Path
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer

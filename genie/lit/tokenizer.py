@@ -2,8 +2,9 @@
 
 The network computes its losses (`genie.tokenizer`); this module owns what is about
 training: the optimizers (encoder/decoder and, with a GAN, the discriminator, each with
-its own loss: one shared loss lets the two fight inside it), when the GAN starts, the learning-rate schedule, and logging
-(every loss term by name, PSNR / SSIM, code usage, reconstructions as images).
+its own loss: one shared loss lets the two fight inside it), when the GAN starts, the
+learning-rate schedule, and logging (every loss term by name, PSNR / SSIM, code usage,
+reconstructions as images).
 """
 
 from __future__ import annotations
