@@ -110,6 +110,7 @@ def run(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     if not args.checkpoint:
         return run_tokenizer(args, start)
+    detector = load_i3d(args.i3d, args.device) if args.i3d else None  # before the work whose FVD it is
     world = load_world(args.checkpoint, args.tokenizer_checkpoint, args.device)  # checks they belong together
     lam = LatentAction.from_checkpoint(args.checkpoint, map_location=args.device).to(args.device)
     dynamics: DynamicsModel = world.dynamics
@@ -139,7 +140,7 @@ def run(args: argparse.Namespace) -> dict:
         report["probe"] = _action_probes(args, lam, dm, names)
     if args.probe_levels > 0:
         report["control"] = _control_probe(args, world, dm, names)
-    report["fvd"] = _fvd(args.i3d, real_videos, fake_videos, args.device)
+    report["fvd"] = _fvd(detector, args.i3d, real_videos, fake_videos, args.device)
     report["setup"] = {**{k: v for k, v in vars(args).items() if k != "out"}, "horizon": horizon,
                        "clip_frames": horizon + 1, "seconds": round(time.perf_counter() - start, 1),
                        "torch": torch.__version__}  # fmt: skip
@@ -173,7 +174,8 @@ def _control_probe(args: argparse.Namespace, world, dm: VideoDataModule, names: 
     model, _ = world_probe(world, images, args.probe_frames)
     if world.action_source == "recorded":
         model["actions"] = names
-    return {"levels": len(seeds), "frames": args.probe_frames, "frame_skip": skip, "game": game, "model": model, **compare(game, model)}
+    return {"levels": len(seeds), "frames": args.probe_frames, "frame_skip": skip, "game": game, "model": model,
+            **compare(game, model)}
 
 
 def _action_probes(args: argparse.Namespace, lam: LatentAction, dm: VideoDataModule, names: list[str]) -> dict:
@@ -218,16 +220,24 @@ def _write_report(report: dict, out: Path, name: str) -> Path:
     return out
 
 
-def _fvd(i3d: str | None, real: list[torch.Tensor], fake: list[torch.Tensor], device: str) -> dict:
-    if not i3d:
-        return {"computed": False, "reason": "no local I3D weights given (--i3d); nothing is downloaded"}
-    path = Path(i3d)
-    if not path.is_file():
+def load_i3d(path: str, device: str) -> torch.nn.Module:
+    """The TorchScript I3D at `path`, or one error line saying why it cannot be used."""
+    if not Path(path).is_file():
         raise FileNotFoundError(f"no I3D detector at {path}")
-    detector = torch.jit.load(str(path), map_location=device).eval()
+    try:
+        return torch.jit.load(path, map_location=device).eval()
+    except (RuntimeError, ValueError) as e:  # not a TorchScript archive (a zip with code and constants)
+        first = (str(e).strip().splitlines() or [""])[0].split(". ")[0][:160]
+        raise ValueError(f"--i3d {path} is not a TorchScript I3D (i3d_torchscript.pt): {first}") from None
+
+
+def _fvd(detector: torch.nn.Module | None, path: str | None, real: list[torch.Tensor], fake: list[torch.Tensor],
+         device: str) -> dict:  # fmt: skip
+    if detector is None:
+        return {"computed": False, "reason": "no local I3D weights given (--i3d); nothing is downloaded"}
     with torch.no_grad():
         value = fvd(detector, torch.cat(real).to(device), torch.cat(fake).to(device))
-    return {"computed": True, "value": round(value, 2), "detector": str(path), "videos": sum(len(r) for r in real)}
+    return {"computed": True, "value": round(value, 2), "detector": path, "videos": sum(len(r) for r in real)}
 
 
 if __name__ == "__main__":

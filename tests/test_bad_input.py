@@ -58,6 +58,17 @@ def test_evaluate_refuses_bad_arguments_naming_them(argv, says, capsys, tmp_path
     assert not out.exists()
 
 
+def test_evaluate_refuses_a_garbage_i3d_file_before_evaluating(capsys, tmp_path):
+    (tmp_path / "i3d.pt").write_bytes(b"\x00garbage, not a TorchScript archive")
+    out = tmp_path / "eval"
+    argv = ["--checkpoint", "res/genie.ckpt", "--tokenizer_checkpoint", "res/tokenizer.ckpt", "--root",
+            str(tmp_path / "no_data"), "--i3d", str(tmp_path / "i3d.pt"), "--out", str(out)]  # fmt: skip
+    assert evaluate.main(argv) == 2  # checked first: the missing data is not reached
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("evaluate.py: error: --i3d") and "not a TorchScript I3D" in err[0]
+    assert not out.exists()
+
+
 def test_evaluate_refuses_an_output_folder_that_is_a_file(capsys, tmp_path):
     (tmp_path / "report").write_text("x")
     line = refused(evaluate.main, ["--tokenizer_checkpoint", "x.ckpt", "--out", str(tmp_path / "report")], capsys)
