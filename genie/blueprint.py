@@ -7,6 +7,11 @@
         ('proj_out', {'in_channels': 64, 'out_channels': 18}),
     )
 
+A channel count may be a name the network fills in (the tokenizer's `code`: the quantizer's code
+width), so that a width is written once, where it is decided, and never retyped:
+
+    ('proj_out', {'in_channels': 64, 'out_channels': 'code'})
+
 The same description works from Python and from YAML (where pairs are lists). Every block
 maps a video `(b c t h w)` to a video. Building checks that channels chain and names a bad
 entry; it never mutates the description (popping `n_rep` out of a preset dict
@@ -51,7 +56,8 @@ class BlueprintError(ValueError):
 class Stack(nn.Module):
     """The network a blueprint describes, with its overall channel and scale bookkeeping."""
 
-    def __init__(self, desc: Blueprint, name: str = "blueprint"):
+    def __init__(self, desc: Blueprint, name: str = "blueprint", widths: dict[str, int] | None = None):
+        """`widths`: the named channel counts the description may use in place of numbers."""
         super().__init__()
         layers: list[nn.Module] = []
         self.in_channels: int | None = None
@@ -63,6 +69,13 @@ class Stack(nn.Module):
             if block not in BLOCKS:
                 raise BlueprintError(f"{name}[{i}]: unknown block {block!r}; known blocks: {', '.join(BLOCKS)}")
             kwargs = dict(kwargs)  # a copy: the caller's description stays as it was
+            for key in ("in_channels", "out_channels"):
+                if isinstance(kwargs.get(key), str):
+                    if kwargs[key] not in (widths or {}):
+                        known = ", ".join(widths or {}) or "none here"
+                        raise BlueprintError(f"{name}[{i}] ({block!r}): {key}={kwargs[key]!r} is not a number or a "
+                                             f"named width (named widths: {known})")  # fmt: skip
+                    kwargs[key] = widths[kwargs[key]]
             n_rep = kwargs.pop("n_rep", 1)
             for _ in range(n_rep):
                 try:

@@ -28,9 +28,10 @@ from genie.blueprint import Blueprint, Stack
 from genie.discriminator import FrameDiscriminator, hinge_d_loss, hinge_g_loss
 from genie.quantize import FSQ, LFQ
 
-# README-example-shaped presets: time x2 and space x4 down-sampling into 18 LFQ bits (2^18 codes,
-# MagViT-2's vocabulary). Genie's CoinRun tokenizer (no time down-sampling, 10 bits) is
-# described in config/tokenize.yaml with the same blocks.
+# README-example-shaped presets: time x2 and space x4 down-sampling into the code ("code" is the
+# quantizer's width, see `genie.blueprint.Stack`; by default 18 LFQ bits, 2^18 codes, MagViT-2's
+# vocabulary). Genie's CoinRun tokenizer (no time down-sampling, 10 bits) is described in
+# config/tokenize.yaml with the same blocks.
 MAGVIT2_ENC_DESC: Blueprint = (
     ("causal", {"in_channels": 3, "out_channels": 64, "kernel_size": 3}),
     ("residual", {"n_rep": 2, "in_channels": 64}),
@@ -38,10 +39,10 @@ MAGVIT2_ENC_DESC: Blueprint = (
     ("residual", {"n_rep": 2, "in_channels": 128}),
     ("residual", {"in_channels": 128, "out_channels": 256, "downsample": 2, "use_blur": True}),
     ("residual", {"n_rep": 2, "in_channels": 256}),
-    ("proj_out", {"in_channels": 256, "out_channels": 18, "num_groups": 8, "kernel_size": 3}),
+    ("proj_out", {"in_channels": 256, "out_channels": "code", "num_groups": 8, "kernel_size": 3}),
 )
 MAGVIT2_DEC_DESC: Blueprint = (
-    ("causal", {"in_channels": 18, "out_channels": 256, "kernel_size": 3}),
+    ("causal", {"in_channels": "code", "out_channels": 256, "kernel_size": 3}),
     ("residual", {"n_rep": 2, "in_channels": 256}),
     ("spacetime_upsample", {"in_channels": 256, "out_channels": 128, "time_factor": 2, "space_factor": 2}),
     ("residual", {"n_rep": 2, "in_channels": 128}),
@@ -74,8 +75,9 @@ class VideoTokenizer(nn.Module):
 
     Args:
         enc_desc: encoder blueprint; its output channels feed the quantizer.
-        dec_desc: decoder blueprint; its input channels are `d_codebook * n_codebook`
-            (or the encoder's output channels, which LFQ then projects to and from).
+        dec_desc: decoder blueprint; its input channels are the encoder's output channels.
+            Both may write the code width (`d_codebook * n_codebook`, or `len(fsq_levels)`)
+            as `"code"`; with another width LFQ projects to and from the code.
         disc_kwargs: `FrameDiscriminator` arguments; None disables the GAN loss.
         d_codebook: LFQ bits per codebook (codebook size 2**d_codebook).
         n_codebook: number of codebooks.
@@ -125,8 +127,10 @@ class VideoTokenizer(nn.Module):
         self.config = copy.deepcopy({k: v for k, v in locals().items() if k not in ("self", "__class__")})
         if gan_discriminate != "frames":
             raise ValueError(f"gan_discriminate={gan_discriminate!r}: only 'frames' is implemented")
-        self.encoder = Stack(enc_desc, "enc_desc")
-        self.decoder = Stack(dec_desc, "dec_desc")
+        # the code width, which the blueprints may call "code" instead of retyping it
+        widths = {"code": len(fsq_levels or ()) if quantizer == "fsq" else d_codebook * n_codebook}
+        self.encoder = Stack(enc_desc, "enc_desc", widths)
+        self.decoder = Stack(dec_desc, "dec_desc", widths)
         if quantizer == "fsq":
             if not fsq_levels:
                 raise ValueError("quantizer='fsq' needs fsq_levels, e.g. [8, 5, 5, 5] for 1000 codes")

@@ -5,10 +5,12 @@ import math
 
 import pytest
 import torch
+import yaml
 
 from genie.blueprint import BlueprintError, Stack
 from genie.quantize import LFQ, codebook_entropy
 from genie.tokenizer import MAGVIT2_DEC_DESC, MAGVIT2_ENC_DESC, VideoTokenizer
+from helpers.stage2 import REPO
 
 # A small CoinRun-shaped tokenizer: space /4, no time down-sampling, 6 bits.
 TINY_ENC = (
@@ -243,8 +245,8 @@ def test_lfq_diversity_term_raises_code_usage():
 
 def test_blueprint_errors_name_the_entry_and_presets_stay_intact():
     preset = copy.deepcopy(MAGVIT2_ENC_DESC)
-    Stack(MAGVIT2_ENC_DESC)
-    Stack(MAGVIT2_ENC_DESC)  # twice: n_rep must not be popped out of the preset
+    Stack(MAGVIT2_ENC_DESC, widths={"code": 18})
+    Stack(MAGVIT2_ENC_DESC, widths={"code": 18})  # twice: n_rep must not be popped out of the preset
     assert MAGVIT2_ENC_DESC == preset
     with pytest.raises(BlueprintError, match=r"enc\[1\].*unknown block 'resdual'"):
         Stack((("causal", {"in_channels": 3, "out_channels": 8}), ("resdual", {"in_channels": 8})), "enc")
@@ -441,3 +443,27 @@ def test_quantizer_choice_is_checked():
         VideoTokenizer(enc_desc=TINY_ENC, dec_desc=TINY_DEC, quantizer="fsq")
     with pytest.raises(ValueError, match="'lfq' or 'fsq'"):
         VideoTokenizer(enc_desc=TINY_ENC, dec_desc=TINY_DEC, d_codebook=6, quantizer="vq")
+
+
+@pytest.mark.parametrize("quantizer, kw, width", [("lfq", {"d_codebook": 6, "n_codebook": 2}, 12),
+                                                  ("fsq", {"fsq_levels": [8, 5, 5]}, 3)])  # fmt: skip
+def test_the_named_width_code_is_the_quantizer_s_code_width(quantizer, kw, width):
+    enc = (("causal", {"in_channels": 3, "out_channels": 8}), ("proj_out", {"in_channels": 8, "out_channels": "code"}))
+    dec = (("causal", {"in_channels": "code", "out_channels": 8}), ("proj_out", {"in_channels": 8, "out_channels": 3}))
+    tok = VideoTokenizer(enc, dec, quantizer=quantizer, **kw)
+    assert tok.encoder.out_channels == tok.decoder.in_channels == width
+    assert tok.config["enc_desc"] == enc  # stored as written: a rebuild with other widths follows them
+    with pytest.raises(BlueprintError, match=r"dec_desc\[0\].*in_channels='cdoe' is not a number or a named width"):
+        VideoTokenizer(enc, (("causal", {"in_channels": "cdoe", "out_channels": 3}),), quantizer=quantizer, **kw)
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in (REPO / "config").glob("tokenize*.yaml")))
+def test_each_tokenizer_preset_states_its_code_width_once(preset):
+    """Where the quantizer decides it (d_codebook x n_codebook, or len(fsq_levels)); the
+    blueprints say `code` instead of retyping the number."""
+    args = yaml.safe_load((REPO / "config" / preset).read_text())["model"]["tokenizer"]["init_args"]
+    assert args["enc_desc"][-1][1]["out_channels"] == "code" and args["dec_desc"][0][1]["in_channels"] == "code"
+    tok = VideoTokenizer(**{**args, "perceptual_model": None, "disc_kwargs": None})
+    fsq = args.get("quantizer") == "fsq"
+    width = len(args["fsq_levels"]) if fsq else args.get("d_codebook", 18) * args.get("n_codebook", 1)
+    assert tok.encoder.out_channels == tok.decoder.in_channels == width
