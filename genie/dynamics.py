@@ -17,37 +17,25 @@ and frame 0 gets a learned "no action" embedding. `frame_actions` is the one pla
 alignment is written. Actions arrive as integer ids, so no gradient flows from the dynamics
 loss into the LAM (Genie's stop-gradient on the latent actions).
 
-Sampling (`generate`): MaskGIT decoding of each new frame (`genie.maskgit.decode`). Causal
-temporal attention means the keys/values of past frames do not change while the new frame is
-refined, so they are computed once (`TimeKV` cache) and each MaskGIT round runs one frame.
-The blocks of a round see the cache with fixed shapes (`FixedKV`), so `compile_rounds` can
-`torch.compile` them once for a whole rollout (with CUDA graphs on a GPU).
+Sampling (`generate`, `step`, `compile_rounds`) is `genie.generation.FrameSampler`'s: MaskGIT
+decoding of one frame at a time over cached keys/values of the past frames. Training and
+sampling share the network's one way from tokens to logits: `_embed` -> `_trunk` -> `_head`.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-from functools import partial
 from typing import NamedTuple
 
 import torch
-import torch._dynamo.exc
-import torch._inductor.exc
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
 from genie import maskgit
-from genie.attention import FixedKV, SpaceTimeBlock, TimeKV
+from genie.attention import SpaceTimeBlock, TimeKV
 from genie.blueprint import Blueprint, BlueprintError, Stack
-
-log = logging.getLogger(__name__)
-
-# What a failing `torch.compile` raises (dynamo wraps inductor's errors; a missing or broken C++
-# compiler surfaces as these). Any other exception in a round is a bug and propagates.
-_COMPILER_FAILURES = (torch._dynamo.exc.TorchDynamoException, torch._inductor.exc.CppCompileError,
-                      torch._inductor.exc.InvalidCxxCompiler, torch._inductor.exc.TritonMissing)  # fmt: skip
+from genie.generation import FrameSampler, Step  # noqa: F401 (Step: part of this module's API)
 
 # The README's Python example: 4 ST blocks of width 256.
 DYNAMICS_DESC: Blueprint = (("space-time_attn", {"n_rep": 4, "n_embd": 256, "n_head": 4, "d_head": 16}),)
@@ -59,12 +47,7 @@ class DynamicsLosses(NamedTuple):
     mask: torch.Tensor  # (b T s) which tokens were masked
 
 
-class Step(NamedTuple):
-    tokens: torch.Tensor  # (b T+1 h w): the context and the new frame
-    cache: list[TimeKV] | None  # temporal keys/values of those T+1 frames, for the next step
-
-
-class DynamicsModel(nn.Module):
+class DynamicsModel(FrameSampler, nn.Module):
     """MaskGIT dynamics model; keyword arguments as in the README's Python API.
 
     `tok_vocab`, `act_vocab` and `max_frames` come first so that training can build the model
@@ -227,146 +210,6 @@ class DynamicsModel(nn.Module):
         loss = (ce * weight).sum() / count
         accuracy = ((logits.argmax(-1) == flat).float() * weight).sum() / count
         return DynamicsLosses(loss, accuracy.detach(), mask)
-
-    # --- sampling ---
-    @torch.no_grad()
-    def generate(
-        self,
-        tokens: torch.Tensor,
-        act_id: torch.Tensor,
-        steps: int = maskgit.STEPS,
-        temperature: float = 1.0,
-        num_frames: int = 1,
-        use_cache: bool = True,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Append `num_frames` frames to `tokens (b T h w)`: returns `(b T+num_frames h w)`.
-
-        New frame T+k is driven by `act_id[:, T-1+k]`, so `act_id` needs `T-1+num_frames`
-        columns (`(b, T)` as the README's API passes it, for one frame). `temperature=0` decodes greedily.
-        `use_cache=False` recomputes every past frame at every MaskGIT round (for comparison).
-        """
-        self._check_tokens(tokens)
-        t = tokens.shape[1]
-        self.frame_actions(act_id, t + num_frames)  # checks act_id covers every new frame
-        cache = None
-        for k in range(num_frames):
-            more = use_cache and k + 1 < num_frames  # the last frame's keys/values are not needed
-            step = self.step(tokens, act_id, cache, steps=steps, temperature=temperature, generator=generator,
-                             use_cache=use_cache, extend_cache=more, room=num_frames)
-            tokens, cache = step.tokens, step.cache
-        return tokens
-
-    @torch.no_grad()
-    def step(
-        self,
-        tokens: torch.Tensor,
-        act_id: torch.Tensor,
-        cache: list[TimeKV] | None = None,
-        steps: int = maskgit.STEPS,
-        temperature: float = 1.0,
-        generator: torch.Generator | None = None,
-        use_cache: bool = True,
-        extend_cache: bool = True,
-        room: int = 1,
-    ) -> Step:
-        """One new frame after `tokens (b T h w)`, driven by `act_id[:, T-1]`.
-
-        Returns the `T+1` frames and, for the next call, the keys/values of all of them. Pass
-        `cache=None` the first time (or after changing `tokens` other than by this method):
-        the context is then run once with `room` frames of space reserved for what follows.
-        """
-        b, t, h, w = tokens.shape
-        actions = self.frame_actions(act_id, t + 1)  # (b T+1)
-        fixed = None
-        if use_cache:
-            if cache is None:
-                seen = actions[:, :t]
-                cache = [kv.with_room(room) for kv in self._trunk(self._embed(tokens, seen), seen)[1]]
-            # what every MaskGIT round of this frame shares: computed once, not per round
-            now = actions[:, t : t + 1]
-            fixed = ([kv.fixed() for kv in cache], self._placement(now, t, h, w), self._block_actions(now))
-        logits_fn = partial(self._frame_logits, past=tokens, actions=actions, fixed=fixed)
-        frame = maskgit.decode(logits_fn, b, h * w, self.mask_id, steps=steps, temperature=temperature,
-                               device=tokens.device, generator=generator)  # fmt: skip
-        new = rearrange(frame, "b (h w) -> b 1 h w", h=h)
-        if use_cache and extend_cache:  # the finished frame's keys/values, once
-            cache = self._trunk(self._embed(new, actions[:, t : t + 1], t0=t), actions[:, t : t + 1], cache)[1]
-        return Step(torch.cat([tokens, new], dim=1), cache if use_cache and extend_cache else None)
-
-    def _frame_logits(
-        self,
-        frame: torch.Tensor,
-        positions: torch.Tensor,
-        *,
-        past: torch.Tensor,
-        actions: torch.Tensor,
-        fixed: tuple[list[FixedKV], torch.Tensor, torch.Tensor | None] | None,
-    ) -> torch.Tensor:
-        """Logits `(b m V)` at `positions (b m)` of the frame `(b s)` that follows `past (b t h w)`.
-
-        With `fixed` (the keys/values of `past` as `FixedKV`s, the new frame's placement and its
-        per-block actions),
-        only the new frame runs through the model; only the m requested positions go through
-        the output head.
-        """
-        t, h = past.shape[1], past.shape[2]
-        if fixed is not None:
-            x = self._round(frame, fixed[1], fixed[0], fixed[2])  # (b s e)
-        else:
-            new = rearrange(frame, "b (h w) -> b 1 h w", h=h)
-            seen = actions[:, : t + 1]
-            x = self._trunk(self._embed(torch.cat([past, new], dim=1), seen), seen)[0][:, -1]
-        x = torch.gather(x, 1, positions[..., None].expand(-1, -1, x.shape[-1]))  # (b m e)
-        if self.copy_gate is None:
-            return self._head(x)
-        previous = torch.gather(rearrange(past[:, -1], "b h w -> b (h w)"), 1, positions)  # (b m)
-        return self._head(x, previous)
-
-    def _round(
-        self, frame: torch.Tensor, placement: torch.Tensor, past: list[FixedKV], per_block: torch.Tensor | None
-    ) -> torch.Tensor:
-        """`_round_eager`, compiled when `compile_rounds` was called and compiling works here."""
-        if self._compiled_round is not None:
-            try:
-                return self._compiled_round(frame, placement, past, per_block)
-            except _COMPILER_FAILURES as e:  # e.g. no C++ compiler for inductor: the same round, uncompiled
-                first = (str(e).strip().splitlines() or [""])[0][:200]
-                log.warning("torch.compile of the MaskGIT round failed (%s: %s); running it uncompiled",
-                            type(e).__name__, first)  # fmt: skip
-                self._compiled_round = None
-        return self._round_eager(frame, placement, past, per_block)
-
-    def _round_eager(
-        self, frame: torch.Tensor, placement: torch.Tensor, past: list[FixedKV], per_block: torch.Tensor | None
-    ) -> torch.Tensor:
-        """Features `(b s e)` of a partly masked new frame `(b s)` over the cached past frames.
-
-        This is all of a MaskGIT round but the head and the sampler (whose size changes as tokens
-        are committed), and every shape in it is fixed for a whole rollout (`FixedKV`), which is
-        what `compile_rounds` needs.
-        """
-        x = rearrange(self.tok_embed(frame), "b s e -> b 1 s e") + placement
-        for i, (block, kv) in enumerate(zip(self.blocks, past)):
-            if per_block is not None:
-                x = x + per_block[i]
-            x = block.forward_tokens(x, past=kv)[0]
-        return x[:, 0]
-
-    def compile_rounds(self, mode: str | None = None) -> DynamicsModel:
-        """`torch.compile` the part of a MaskGIT round that runs the blocks (`_round_eager`).
-
-        Its shapes are fixed, so one graph serves every round and frame of a rollout (compiled
-        on the first, in 5-20 s on a 2-core CPU). `mode="reduce-overhead"` adds CUDA graphs on
-        a GPU: 25 rounds a frame are then not bound by kernel launches.
-        """
-        self._compiled_round = torch.compile(self._round_eager, mode=mode, dynamic=False, fullgraph=True)
-        return self
-
-    @property
-    def compiled(self) -> bool:
-        """Whether MaskGIT rounds run compiled (`compile_rounds` called and not fallen back)."""
-        return self._compiled_round is not None
 
     def _check_tokens(self, tokens: torch.Tensor) -> None:
         if tokens.dim() != 4 or tokens.is_floating_point():
