@@ -42,6 +42,7 @@ from genie.media import save_png, tile, upscale, write_video
 from genie.metrics import nmi_from_contingency
 from genie.plots import confusion_plot, horizon_plot
 from genie.probe import action_probes, collect, group_table
+from genie.record import PROCGEN_ACTIONS
 from genie.tokenizer import VideoTokenizer
 from genie.world import load_world
 
@@ -121,7 +122,8 @@ def run(args: argparse.Namespace) -> dict:
     if len(loader.dataset) == 0:
         raise ValueError(f"the {args.split} split of {dm.dir} has no clip of {horizon + 1} frames")
     generator = torch.Generator(device=args.device).manual_seed(args.seed)
-    ev = Evaluator(world.tokenizer, lam, dynamics, horizon=horizon, num_true_actions=len(names or range(15)),
+    true_actions = len(names) if names else PROCGEN_ACTIONS
+    ev = Evaluator(world.tokenizer, lam, dynamics, horizon=horizon, num_true_actions=true_actions,
                    steps=args.steps, temperature=args.temperature, generator=generator,
                    action_source=world.action_source)  # fmt: skip
     real_videos, fake_videos = [], []

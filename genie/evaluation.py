@@ -37,6 +37,7 @@ from genie.action import LatentAction
 from genie.data import to_frames
 from genie.dynamics import DynamicsModel
 from genie.metrics import PSNR_CAP, codebook_usage_from_counts, contingency_table, nmi_from_contingency, psnr, ssim
+from genie.record import PROCGEN_ACTIONS
 from genie.tokenizer import VideoTokenizer
 
 DELTA_T = 4  # Genie reports Delta_t PSNR at t = 4
@@ -67,7 +68,7 @@ class Evaluator:
         lam: LatentAction,
         dynamics: DynamicsModel,
         horizon: int,
-        num_true_actions: int = 15,
+        num_true_actions: int = PROCGEN_ACTIONS,
         steps: int = maskgit.STEPS,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,

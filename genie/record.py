@@ -47,6 +47,7 @@ from genie.episodes import (
 )  # fmt: skip
 
 FORMAT_VERSION = 1
+PROCGEN_ACTIONS = 15  # every procgen game's action space: 15 button combos (CoinRun's among them)
 # A resumed run must agree with the data already on disk in everything that shapes an episode.
 _MUST_MATCH = ("format", "env_name", "distribution_mode", "timeout", "seed", "action_repeat", "frame_skip")
 

@@ -37,9 +37,8 @@ from genie.lit.images import pair_grid
 from genie.lit.schedule import warmup_cosine_scheduler
 from genie.media import save_png
 from genie.metrics import codebook_usage_from_counts, contingency_table, count_ids, nmi_from_contingency, psnr
+from genie.record import PROCGEN_ACTIONS
 from genie.tokenizer import VideoTokenizer
-
-MAX_TRUE_ACTIONS = 64  # columns of the latent x true action table (CoinRun has 15)
 
 
 class GenieTraining(L.LightningModule):
@@ -64,8 +63,8 @@ class GenieTraining(L.LightningModule):
             frozen tokenizer's `tokenize` (the first steps then take minutes longer).
         action_source: what drives the dynamics model: `latent` (the LAM's actions, Genie) or
             `recorded` (the game's actions: the ground-truth ceiling).
-        recorded_actions: size of the recorded action space (CoinRun: 15 button combos);
-            checked against the data's metadata when training starts.
+        recorded_actions: size of the recorded action space (every procgen game: 15 button
+            combos); checked against the data's metadata when training starts.
     """
 
     NETWORKS = ("lam", "dynamics")  # what its checkpoints hold (`store_network`), checked by --ckpt_path
@@ -86,7 +85,7 @@ class GenieTraining(L.LightningModule):
         image_frames: int = 8,
         compile: bool = False,
         action_source: Literal["latent", "recorded"] = "latent",
-        recorded_actions: int = 15,
+        recorded_actions: int = PROCGEN_ACTIONS,
     ):
         super().__init__()
         if action_source not in ("latent", "recorded"):
@@ -99,7 +98,7 @@ class GenieTraining(L.LightningModule):
         self.dynamics = dynamics(self.tokenizer.codebook_size, actions, lam.max_frames)
         k = lam.num_actions
         self.register_buffer("action_counts", torch.zeros(k, dtype=torch.long), persistent=False)
-        self.register_buffer("contingency", torch.zeros(k, MAX_TRUE_ACTIONS, dtype=torch.long), persistent=False)
+        self.register_buffer("contingency", torch.zeros(k, recorded_actions, dtype=torch.long), persistent=False)
 
     def train(self, mode: bool = True) -> GenieTraining:
         super().train(mode)
@@ -108,7 +107,7 @@ class GenieTraining(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
-        if not self.recorded or not isinstance(datamodule, VideoDataModule):
+        if not isinstance(datamodule, VideoDataModule):  # the recorded actions: the dynamics' or the NMI table's
             return
         try:
             n = datamodule.metadata.get("num_actions")
@@ -190,7 +189,7 @@ class GenieTraining(L.LightningModule):
         k = self.lam.num_actions
         self.action_counts += count_ids(lam.actions, k)
         true = batch.actions[:, : lam.actions.shape[1]]
-        self.contingency += contingency_table(lam.actions, true, k, MAX_TRUE_ACTIONS)
+        self.contingency += contingency_table(lam.actions, true, k, self.hparams.recorded_actions)
         if batch_idx == 0:
             self._rollout(video, tokens, actions, stage)
 
