@@ -71,3 +71,25 @@ def load_network(cls: type[N], path: str | Path, name: str, map_location="cpu", 
     except RuntimeError as e:
         raise CheckpointError(f"{path}: the {name!r} weights do not fit its stored configuration ({e})") from e
     return net
+
+
+# --- what a Genie checkpoint needs of its tokenizer (training and play check the same) ---
+def require_frame_tokens(time_down: int, path: str | Path) -> None:
+    """Genie's dynamics model predicts one token grid per frame: a tokenizer at `path` that
+    down-samples time by `time_down` > 1 cannot serve it."""
+    if time_down != 1:
+        raise CheckpointError(
+            f"{path}: this tokenizer down-samples time by {time_down}; Genie needs one token grid per frame "
+            "(train it with no time down-sampling, as config/tokenize.yaml)"
+        )
+
+
+def require_same_vocabulary(trained_with: int | None, codes: int, genie_path: str | Path,
+                            tokenizer_path: str | Path, recorded_path: str | None = None) -> None:  # fmt: skip
+    """A Genie checkpoint trained on a tokenizer of `trained_with` codes (None: not recorded)
+    refuses the tokenizer at `tokenizer_path`, of `codes` codes, when they differ."""
+    if trained_with is not None and trained_with != codes:
+        raise CheckpointError(
+            f"{genie_path} was trained on a tokenizer with {trained_with} codes, but {tokenizer_path} has "
+            f"{codes}: pass the tokenizer it was trained with ({recorded_path or 'path not recorded'})"
+        )

@@ -25,7 +25,13 @@ from einops import rearrange
 from genie import maskgit
 from genie.attention import TimeKV
 from genie.blocks import FrameStream
-from genie.checkpoints import CheckpointError, load_network, read_checkpoint
+from genie.checkpoints import (
+    CheckpointError,
+    load_network,
+    read_checkpoint,
+    require_frame_tokens,
+    require_same_vocabulary,
+)
 from genie.dynamics import DynamicsModel
 from genie.tokenizer import VideoTokenizer
 
@@ -64,8 +70,7 @@ class World:
                 f"the dynamics model predicts {dynamics.tok_vocab} token ids but the tokenizer has "
                 f"{tokenizer.codebook_size} codes: these checkpoints were not trained together"
             )
-        if tokenizer.downsampling[0] != 1:
-            raise CheckpointError("play needs a tokenizer without time down-sampling (one token frame per frame)")
+        require_frame_tokens(tokenizer.downsampling[0], "the tokenizer")
         self.tokenizer, self.dynamics = tokenizer.eval(), dynamics.eval()
         if compile:
             dynamics.compile_rounds("reduce-overhead" if self.device.type == "cuda" else None)
@@ -138,12 +143,8 @@ def load_world(
     ckpt = read_checkpoint(checkpoint, map_location=device)  # once: the network and what it was trained with
     dynamics = load_network(DynamicsModel, checkpoint, "dynamics", ckpt=ckpt)
     recorded = ckpt.get("tokenizer") or {}
-    if recorded.get("codebook_size") not in (None, tokenizer.codebook_size):
-        raise CheckpointError(
-            f"{checkpoint} was trained on a tokenizer with {recorded['codebook_size']} codes, but "
-            f"{tokenizer_checkpoint} has {tokenizer.codebook_size}: pass the tokenizer it was trained with"
-            f" ({recorded.get('path', 'path not recorded')})"
-        )
+    require_same_vocabulary(recorded.get("codebook_size"), tokenizer.codebook_size, checkpoint, tokenizer_checkpoint,
+                            recorded.get("path"))  # fmt: skip
     lam = ckpt.get("networks", {}).get("lam") or {}
     kwargs.setdefault("frame_shape", tuple(lam.get("inp_shape", (64, 64))))
     kwargs.setdefault("action_source", ckpt.get("action_source", "latent"))

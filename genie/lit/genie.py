@@ -29,7 +29,7 @@ import torch
 
 from genie import maskgit
 from genie.action import LatentAction
-from genie.checkpoints import CheckpointError, store_network
+from genie.checkpoints import CheckpointError, require_frame_tokens, require_same_vocabulary, store_network
 from genie.data import Clip, VideoDataModule
 from genie.dynamics import DynamicsModel
 from genie.lit.fast import adamw, compile_methods
@@ -251,11 +251,8 @@ class GenieTraining(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         stored = checkpoint.get("tokenizer", {})
-        if stored.get("codebook_size", self.tokenizer.codebook_size) != self.tokenizer.codebook_size:
-            raise CheckpointError(
-                f"this Genie checkpoint was trained with a tokenizer of {stored['codebook_size']} codes, but "
-                f"{self.hparams.tokenizer_ckpt_path} has {self.tokenizer.codebook_size}"
-            )
+        require_same_vocabulary(stored.get("codebook_size"), self.tokenizer.codebook_size, "this Genie checkpoint",
+                                self.hparams.tokenizer_ckpt_path, stored.get("path"))  # fmt: skip
         state = checkpoint["state_dict"]
         state.update({f"tokenizer.{k}": v for k, v in self.tokenizer.state_dict().items()})
 
@@ -263,11 +260,6 @@ class GenieTraining(L.LightningModule):
 def load_frozen_tokenizer(path: str | Path) -> VideoTokenizer:
     """The stage-1 tokenizer, frozen, with a clear error if the checkpoint cannot serve Genie."""
     tokenizer = VideoTokenizer.from_checkpoint(str(path))
-    time_down, _ = tokenizer.downsampling
-    if time_down != 1:
-        raise CheckpointError(
-            f"{path}: this tokenizer down-samples time by {time_down}; Genie needs one token grid per frame "
-            "(train it with no time down-sampling, as config/tokenize.yaml)"
-        )
+    require_frame_tokens(tokenizer.downsampling[0], path)
     tokenizer.eval().requires_grad_(False)
     return tokenizer
