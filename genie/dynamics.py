@@ -67,6 +67,9 @@ class DynamicsModel(FrameSampler, nn.Module):
         action_every_block: also add a per-block action embedding to the residual stream before
             every block (zero at the start), not only to the input: the action reaches each block
             directly instead of being diluted through the ones before it.
+        action_token: also give each frame the action as a token of its own, in front of the
+            frame's tokens, which spatial attention reads like any other (Jasmine found the
+            action as a prepended token essential on CoinRun); its output goes to no head.
         copy_gate: add to the logit of the token at the same place in the previous frame a
             bias that the model computes per token (a pointer to the past, as in pointer-generator
             networks, See et al. 2017). Most tokens of the next frame equal the previous frame's,
@@ -85,6 +88,7 @@ class DynamicsModel(FrameSampler, nn.Module):
         mask_per_frame: bool = False,
         action_every_block: bool = False,
         copy_gate: bool = False,
+        action_token: bool = False,
     ):
         super().__init__()
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -107,6 +111,8 @@ class DynamicsModel(FrameSampler, nn.Module):
             self.act_blocks = nn.Parameter(torch.zeros(len(self.blocks), act_vocab + 1, embed_dim))
         self.norm = nn.LayerNorm(embed_dim)
         self.head = nn.Linear(embed_dim, tok_vocab)
+        self.action_slots = int(action_token)  # tokens in front of each frame's h*w: the action's
+        self.act_token = nn.Embedding(act_vocab + 1, embed_dim) if action_token else None
         self.copy_gate = None
         if copy_gate:
             self.copy_gate = nn.Linear(embed_dim, 1)
@@ -128,21 +134,38 @@ class DynamicsModel(FrameSampler, nn.Module):
         return torch.cat([start, act_id[:, : t - 1]], dim=1)
 
     def _embed(self, tokens: torch.Tensor, actions: torch.Tensor, t0: int = 0) -> torch.Tensor:
-        """Tokens `(b t h w)` (frames t0..t0+t-1) and their aligned action ids `(b t)` -> `(b t s e)`."""
+        """Tokens `(b t h w)` (frames t0..t0+t-1) and their aligned action ids `(b t)` -> `(b t a+s e)`
+        (a = `action_slots` action tokens in front of the s frame tokens)."""
         _, t, h, w = tokens.shape
         x = rearrange(self.tok_embed(tokens), "b t h w e -> b t (h w) e")
-        return x + self._placement(actions, t0, h, w)
+        return self._open_slots(x) + self._placement(actions, t0, h, w)
+
+    def _open_slots(self, x: torch.Tensor) -> torch.Tensor:
+        """Token embeddings `(b t s e)` with zeros in front for the action tokens, `(b t a+s e)`:
+        the placement then fills those in."""
+        if not self.action_slots:
+            return x
+        return torch.cat([x.new_zeros(*x.shape[:2], self.action_slots, x.shape[-1]), x], dim=2)
+
+    def _frame_part(self, x: torch.Tensor) -> torch.Tensor:
+        """Features `(b t a+s e)` (or `(b a+s e)`) without the action tokens: what the head reads."""
+        return x[..., self.action_slots :, :]
 
     def _placement(self, actions: torch.Tensor, t0: int, h: int, w: int) -> torch.Tensor:
         """What is added to every token embedding besides its id: space and time positions and
-        the frame's action, `(b t s e)` for frames t0.. with `actions (b t)`."""
+        the frame's action, `(b t a+s e)` for frames t0.. with `actions (b t)`; the action tokens
+        are their embedding and the time position."""
         t = actions.shape[1]
         if t0 + t > self.max_frames or h > self.max_side or w > self.max_side:
             raise ValueError(
                 f"{t0 + t} frames of {h}x{w} tokens exceed max_frames={self.max_frames} / max_side={self.max_side}"
             )
         pos_space = rearrange(self.pos_row[:h, None] + self.pos_col[None, :w], "h w e -> (h w) e")
-        return pos_space + self.pos_time[t0 : t0 + t, None] + self.act_embed(actions)[:, :, None]
+        when = self.pos_time[t0 : t0 + t, None]  # (t 1 e)
+        frame = pos_space + when + self.act_embed(actions)[:, :, None]  # (b t s e)
+        if self.act_token is None:
+            return frame
+        return torch.cat([self.act_token(actions)[:, :, None] + when, frame], dim=2)
 
     def _block_actions(self, actions: torch.Tensor) -> torch.Tensor | None:
         """What `action_every_block` adds before each block, `(n b t 1 e)` for action ids `(b t)`
@@ -172,7 +195,7 @@ class DynamicsModel(FrameSampler, nn.Module):
         """
         self._check_tokens(tokens)
         actions = self.frame_actions(act_id, tokens.shape[1])
-        x = self._trunk(self._embed(tokens, actions), actions)[0]
+        x = self._frame_part(self._trunk(self._embed(tokens, actions), actions)[0])
         if self.copy_gate is None:
             return self._head(x)
         ref = rearrange(tokens if reference is None else reference, "b t h w -> b t (h w)")

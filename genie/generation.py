@@ -11,8 +11,8 @@ The blocks of a round see the cache with fixed shapes (`FixedKV`), so `compile_r
 (`DynamicsModel.logits`) of the past frames and the partly masked new one.
 
 `FrameSampler` is the sampling half of `genie.dynamics.DynamicsModel`, which provides the
-network: `frame_actions`, `logits`, `_embed`, `_placement`, `_block_actions`, `_trunk`, `_head`,
-`tok_embed`, `blocks`, `mask_id`, `copy_gate`.
+network: `frame_actions`, `logits`, `_embed`, `_open_slots`, `_placement`, `_frame_part`,
+`_block_actions`, `_trunk`, `_head`, `tok_embed`, `blocks`, `mask_id`, `copy_gate`.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ class FrameSampler:
             new = rearrange(frame, "b (h w) -> b 1 h w", h=h)
             logits = self.logits(torch.cat([past, new], dim=1), actions[:, 1 : t + 1])[:, -1]  # (b s V)
             return torch.gather(logits, 1, positions[..., None].expand(-1, -1, logits.shape[-1]))
-        x = self._round(frame, fixed[1], fixed[0], fixed[2])  # (b s e)
+        x = self._frame_part(self._round(frame, fixed[1], fixed[0], fixed[2]))  # (b s e)
         x = torch.gather(x, 1, positions[..., None].expand(-1, -1, x.shape[-1]))  # (b m e)
         if self.copy_gate is None:
             return self._head(x)
@@ -156,13 +156,13 @@ class FrameSampler:
     def _round_eager(
         self, frame: torch.Tensor, placement: torch.Tensor, past: list[FixedKV], per_block: torch.Tensor | None
     ) -> torch.Tensor:
-        """Features `(b s e)` of a partly masked new frame `(b s)` over the cached past frames.
+        """Features `(b a+s e)` of a partly masked new frame `(b s)` (and its action tokens) over the cached past.
 
         This is all of a MaskGIT round but the head and the sampler (whose size changes as tokens
         are committed), and every shape in it is fixed for a whole rollout (`FixedKV`), which is
         what `compile_rounds` needs.
         """
-        x = rearrange(self.tok_embed(frame), "b s e -> b 1 s e") + placement
+        x = self._open_slots(rearrange(self.tok_embed(frame), "b s e -> b 1 s e")) + placement
         for i, (block, kv) in enumerate(zip(self.blocks, past)):
             if per_block is not None:
                 x = x + per_block[i]
