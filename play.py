@@ -62,6 +62,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.batch and args.actions:
         p.error("--batch plays every latent action in its own rollout; it does not take --actions")
+    if args.interactive and (args.batch or args.actions or args.num_frames):
+        p.error("--interactive plays live from the page; it does not take --batch, --actions or --num_frames")
+    if args.upscale is not None and args.upscale > 16:
+        p.error(f"--upscale must be <= 16 (a 64x64 frame becomes 1024x1024), got {args.upscale}")
     for name in ("num_frames", "steps", "upscale"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1")

@@ -29,10 +29,12 @@ class MediaError(ValueError):
     """An image that cannot be read or a video that cannot be written as asked."""
 
 
-def load_image(source: str | Path | bytes, size: tuple[int, int], name: str | None = None) -> torch.Tensor:
+def load_image(source: str | Path | bytes, size: tuple[int, int], name: str | None = None,
+               formats: tuple[str, ...] | None = None) -> torch.Tensor:  # fmt: skip
     """Read any image Pillow reads as RGB `(1 c H W)` in [-1, 1], resized to `size = (H, W)`.
 
-    `source` is a path, or the bytes of an image file (an upload; `name` says what it was).
+    `source` is a path, or the bytes of an image file (an upload; `name` says what it was);
+    `formats` limits the Pillow formats tried (e.g. ("PNG", "JPEG") for an upload).
     A different size is resized (bilinear) with one warning line; a missing or non-image file, or
     one of more than `MAX_IMAGE_PIXELS` pixels (a decompression bomb is refused before it is
     decoded), raises `MediaError` with the reason. 16-bit images are scaled to 8 bits, not clipped.
@@ -46,7 +48,7 @@ def load_image(source: str | Path | bytes, size: tuple[int, int], name: str | No
         if not opened.is_file():
             raise MediaError(f"no image at {opened}")
     try:
-        with Image.open(opened) as img:
+        with Image.open(opened, formats=formats) as img:
             if img.size[0] * img.size[1] > MAX_IMAGE_PIXELS:  # from the header, before decoding
                 raise MediaError(f"{what} is {img.size[0]}x{img.size[1]} pixels, more than the "
                                  f"{MAX_IMAGE_PIXELS:,} an image may have here")  # fmt: skip

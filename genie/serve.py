@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import math
 import queue
 import threading
@@ -44,7 +45,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 import numpy as np
 import torch
@@ -53,10 +54,14 @@ from genie.control import describe, world_probe
 from genie.data import to_frames
 from genie.media import MediaError, gif_bytes, load_image, png_bytes, upscale
 
-KEYS = "1234567890qwertyuiop"  # key i plays latent action i
+log = logging.getLogger(__name__)
+
+KEYS = "1234567890qwetyuiopa"  # key i plays latent action i ("r" is reset)
 MAX_UPLOAD = 8 * 1024 * 1024  # bytes: a start image is resized to the training frame size anyway
 MAX_HISTORY = 1000  # frames kept for the GIF download (the oldest go first)
 MAX_STEPS = 100  # MaskGIT rounds per frame the page may ask for
+MAX_GIF_PIXELS = 200_000_000  # frames x height x width of a GIF download; above it the GIF is smaller
+UPLOAD_FORMATS = ("PNG", "JPEG")  # Pillow decodes some formats with outside programs (EPS: Ghostscript)
 
 
 class RequestError(ValueError):
@@ -69,8 +74,13 @@ class RequestError(ValueError):
 
 def load_starts(folder: str | Path, size: tuple[int, int]) -> dict[str, torch.Tensor]:
     """The start images `{name: (1 c H W)}` of a folder of PNGs (none if it does not exist)."""
-    folder = Path(folder)
-    return {p.stem: load_image(p, size) for p in sorted(folder.glob("*.png"))} if folder.is_dir() else {}
+    starts = {}
+    for path in sorted(Path(folder).glob("*.png")) if Path(folder).is_dir() else []:
+        try:
+            starts[path.stem] = load_image(path, size)
+        except MediaError as e:  # one bad file costs that start image, not the page
+            log.warning("start image left out: %s", e)
+    return starts
 
 
 class PlayServer(ThreadingHTTPServer):
@@ -110,9 +120,10 @@ class PlayServer(ThreadingHTTPServer):
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
                 raise ValueError(f"port {port} is in use (another play.py?): pass --port with a free one") from None
-            raise
+            raise ValueError(f"cannot serve on 127.0.0.1:{port} ({e.strerror or e}): pass another --port") from None
         self.world, self.upscale, self.fps, self.probe_frames = world, upscale, fps, probe_frames
         self.prompt, self.prompt_name = image, name
+        self.prompt_bytes = png_bytes(self._uint8(image))  # the prompt as PNG, kept with it
         self.starts = dict(starts or {})
         self.labels: list[dict] | None = None  # set by warm_up
         self.history: list[np.ndarray] = []  # (H W c) uint8 frames since the last reset
@@ -166,20 +177,22 @@ class PlayServer(ThreadingHTTPServer):
             self.world.temperature = temperature
         return [{"label": describe(dx, dy), "dx": dx, "dy": dy} for dx, dy in zip(shifts["dx"], shifts["dy"])]
 
-    def reset(self, image: torch.Tensor | None = None, name: str | None = None) -> bytes:
-        """Back to the start image, or to a new one; the frame as PNG."""
+    def reset(self, image: torch.Tensor | None = None, name: str | None = None) -> tuple[bytes, int]:
+        """Back to the start image, or to a new one; the frame as PNG and its number."""
         if image is not None:
             self.prompt, self.prompt_name = image, name or "your image"
+        self.prompt_bytes = png_bytes(self._uint8(self.prompt))
         frame = self._uint8(self.world.reset(self.prompt))
         self.history = [frame]
-        return png_bytes(frame)
+        return png_bytes(frame), self.world.frames
 
-    def step(self, action: int) -> tuple[bytes, float]:
+    def step(self, action: int) -> tuple[bytes, int, float]:
+        """One frame for `action`: as PNG, its number, and the milliseconds it took."""
         start = time.perf_counter()
         frame = self._uint8(self.world.step(action))
         ms = (time.perf_counter() - start) * 1000
         self.history = self.history[-(MAX_HISTORY - 1) :] + [frame]
-        return png_bytes(frame), ms
+        return png_bytes(frame), self.world.frames, ms
 
     def settings(self, temperature: float | None = None, steps: int | None = None) -> dict:
         if temperature is not None:
@@ -188,8 +201,12 @@ class PlayServer(ThreadingHTTPServer):
             self.world.steps = steps
         return {"temperature": self.world.temperature, "steps": self.world.steps}
 
-    def gif(self) -> bytes:
-        return gif_bytes(upscale(np.stack(self.history), self.upscale), self.fps)
+    def gif(self, frames: list[np.ndarray]) -> bytes:
+        """`frames` (H W c) as a GIF at `upscale`, or smaller when that would be too many pixels."""
+        factor = self.upscale
+        while factor > 1 and len(frames) * frames[0].size // 3 * factor**2 > MAX_GIF_PIXELS:
+            factor -= 1
+        return gif_bytes(upscale(np.stack(frames), factor), self.fps)
 
     # --- read-only views (any thread) ---
     def info(self) -> dict:
@@ -198,10 +215,10 @@ class PlayServer(ThreadingHTTPServer):
         actions = [{"key": KEYS[i], **label} for i, label in enumerate(labels)]
         return {"actions": actions, "frame": [h, w], "upscale": self.upscale, "starts": sorted(self.starts),
                 "start": self.prompt_name, "frames": self.world.frames, "max_steps": MAX_STEPS,
-                **self.settings()}  # fmt: skip
+                "max_upload": MAX_UPLOAD, **self.settings()}  # fmt: skip
 
     def prompt_png(self) -> bytes:
-        return png_bytes(self._uint8(self.prompt))
+        return self.prompt_bytes
 
     def _uint8(self, frame: torch.Tensor) -> np.ndarray:
         return to_frames(frame[:1, :, None])[0, 0].cpu().numpy()  # (c H W) -> (H W c)
@@ -229,6 +246,7 @@ def _number(query: dict, name: str, kind: type, low: float, high: float):
 
 class _Handler(BaseHTTPRequestHandler):
     server: PlayServer
+    timeout = 30  # seconds a client may stall mid-request before its connection is closed
 
     def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
         self._answer(self._get)
@@ -241,11 +259,30 @@ class _Handler(BaseHTTPRequestHandler):
             return
         url = urlparse(self.path)
         try:
-            route(url.path, parse_qs(url.query))
+            if url.path != "/":  # the page may be opened from a link; nothing else from another site
+                self._same_origin()
+            route(unquote(url.path), parse_qs(url.query))
         except RequestError as e:
             self._send_error(e.status, str(e))
         except (ValueError, MediaError) as e:  # a bad action id, an unreadable image, ...
             self._send_error(HTTPStatus.BAD_REQUEST, str(e))
+        except ConnectionError:  # the page went away mid-answer
+            self.close_connection = True
+        except Exception as e:  # a failure in the model (e.g. out of memory): one line here, 500 there
+            log.error("%s failed: %s: %s", url.path, type(e).__name__, e)
+            self._send_error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(e).__name__}: {e}")
+
+    def _same_origin(self) -> None:
+        """Refuse what another site's page asks of this server: a loopback server is still
+        reachable from any page the browser shows (a form, an image, a fetch), and its requests
+        say where they come from (`Sec-Fetch-Site`, `Origin`)."""
+        site = self.headers.get("Sec-Fetch-Site")
+        origin = self.headers.get("Origin")
+        host = urlparse(origin).hostname if origin else None
+        other_site = site is not None and site not in ("same-origin", "none")
+        if other_site or (origin is not None and host not in LOCAL_HOSTS):
+            self.close_connection = True
+            raise RequestError(HTTPStatus.FORBIDDEN, "requests from other sites are refused")
 
     def _get(self, path: str, query: dict) -> None:
         server = self.server
@@ -266,23 +303,23 @@ class _Handler(BaseHTTPRequestHandler):
             raise RequestError(HTTPStatus.NOT_FOUND, f"no page {path}")
         self._ready()  # the rest needs the model
         if path == "/reset":
-            return self._frame(server.on_model_thread(server.reset))
+            return self._frame(*server.on_model_thread(server.reset))
         if path == "/step":
             action = _number(query, "action", int, 0, server.world.num_actions - 1)
             if action is None:
                 raise RequestError(HTTPStatus.BAD_REQUEST, "step needs ?action=<latent action>")
-            png, ms = server.on_model_thread(server.step, action)
-            return self._frame(png, ms)
+            return self._frame(*server.on_model_thread(server.step, action))
         if path == "/start":
             name = query.get("name", [""])[0]
             if name not in server.starts:
                 raise RequestError(HTTPStatus.NOT_FOUND, f"no start image {name!r}; there are {sorted(server.starts)}")
-            return self._frame(server.on_model_thread(server.reset, server.starts[name], name))
+            return self._frame(*server.on_model_thread(server.reset, server.starts[name], name))
         if path == "/settings":
             temperature = _number(query, "temperature", float, 0.0, 10.0)
             steps = _number(query, "steps", int, 1, MAX_STEPS)
             return self._json(server.on_model_thread(server.settings, temperature, steps))
-        gif = server.on_model_thread(server.gif)  # /rollout.gif
+        frames = server.on_model_thread(lambda: list(server.history))  # /rollout.gif: encoded off the model thread
+        gif = server.gif(frames)
         return self._send(gif, "image/gif", {"Content-Disposition": 'attachment; filename="rollout.gif"'})
 
     def _post(self, path: str, query: dict) -> None:
@@ -304,9 +341,9 @@ class _Handler(BaseHTTPRequestHandler):
             status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE if size > 0 else HTTPStatus.BAD_REQUEST
             raise RequestError(status, f"an upload is an image of up to {MAX_UPLOAD // 2**20} MB, got {size} bytes")
         body = self.rfile.read(size)
-        name = query.get("name", ["the upload"])[0][:100]
-        image = load_image(body, self.server.world.frame_shape, name=name)  # MediaError: 400 with the reason
-        self._frame(self.server.on_model_thread(self.server.reset, image, name))
+        name = "".join(c for c in query.get("name", ["the upload"])[0][:100] if c.isprintable()) or "the upload"
+        image = load_image(body, self.server.world.frame_shape, name=name, formats=UPLOAD_FORMATS)  # MediaError: 400
+        self._frame(*self.server.on_model_thread(self.server.reset, image, name))
 
     def _ready(self) -> None:
         if not self.server.ready.is_set():
@@ -324,8 +361,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_error(HTTPStatus.FORBIDDEN, "only http://127.0.0.1 or http://localhost may use this page")
         return False
 
-    def _frame(self, png: bytes, ms: float | None = None) -> None:
-        headers = {"X-Frame": str(self.server.world.frames)}
+    def _frame(self, png: bytes, number: int, ms: float | None = None) -> None:
+        headers = {"X-Frame": str(number)}
         if ms is not None:
             headers["X-Step-Ms"] = f"{ms:.1f}"
         self._send(png, "image/png", headers)

@@ -163,6 +163,47 @@ def test_the_rollout_downloads_as_a_gif_of_every_frame_since_the_reset(running):
     assert gif.n_frames == 4 and gif.size == (SIDE * UPSCALE, SIDE * UPSCALE)
 
 
+def test_only_png_and_jpeg_are_decoded_from_uploads(running):
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((SIDE, SIDE, 3), np.uint8)).save(buf, format="GIF")  # a real image, another format
+    reply, data = running.ask("POST", "/upload?name=a.gif", body=buf.getvalue())
+    assert reply.status == 400 and "a.gif is not a readable image" in json.loads(data)["error"]
+    jpeg = io.BytesIO()
+    Image.fromarray(np.full((SIDE, SIDE, 3), 128, np.uint8)).save(jpeg, format="JPEG")
+    assert running.ask("POST", "/upload?name=a.jpg", body=jpeg.getvalue())[0].status == 200
+
+
+@pytest.mark.parametrize("headers", [{"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
+                                     {"Origin": "http://attacker.example"}])  # fmt: skip
+def test_requests_from_other_sites_are_refused(running, headers):
+    for method, path in (("GET", "/step?action=0"), ("GET", "/settings?steps=3"), ("POST", "/upload")):
+        reply, data = running.ask(method, path, body=b"x" if method == "POST" else None, headers=headers)
+        assert reply.status == 403 and "other sites" in json.loads(data)["error"]
+    assert running.ask("GET", "/", headers=headers)[0].status == 200  # the page itself may be linked to
+    same = {"Sec-Fetch-Site": "same-origin", "Origin": f"http://127.0.0.1:{running.port}"}
+    assert running.ask("GET", "/step?action=0", headers=same)[0].status == 200
+    assert running.world.steps != 3
+
+
+def test_a_failure_in_the_model_is_a_500_with_the_reason_and_the_server_plays_on(running):
+    step = running.world.step
+
+    def out_of_memory(action):
+        raise RuntimeError("out of memory (as a GPU might say)")
+
+    running.world.step = out_of_memory
+    reply, data = running.ask("GET", "/step?action=1")
+    assert reply.status == 500 and "out of memory" in json.loads(data)["error"]
+    running.world.step = step
+    assert running.ask("GET", "/step?action=1")[0].status == 200
+
+
+def test_every_action_key_is_a_distinct_key_and_r_stays_reset():
+    from genie.serve import KEYS
+
+    assert "r" not in KEYS and len(set(KEYS)) == len(KEYS) == 20
+
+
 def test_a_port_in_use_is_one_clear_error(running):
     with pytest.raises(ValueError, match=f"port {running.port} is in use"):
         PlayServer(running.world, running.prompt, port=running.port)
@@ -180,18 +221,28 @@ def browser_page(playwright):
     return browser, browser.new_page()
 
 
+SEEN = """() => {  // every frame number the page shows, and the longest queue, from now on
+  window.seen = []; window.maxQueued = 0;
+  new MutationObserver(() => seen.push(document.getElementById("n").textContent))
+    .observe(document.getElementById("n"), {childList: true, characterData: true, subtree: true});
+  new MutationObserver(() => { maxQueued = Math.max(maxQueued, +document.getElementById("queued").textContent); })
+    .observe(document.getElementById("queued"), {childList: true, characterData: true, subtree: true});
+}"""
+REPEAT = """key => document.dispatchEvent(new KeyboardEvent("keydown", {key, code: "Digit" + key, repeat: true}))"""
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (Debian: apt-get install chromium); .ci/run installs it")
 def test_the_page_plays_in_a_real_browser(running):
     sync_api = pytest.importorskip("playwright.sync_api", reason="no playwright (pip install playwright)")
+    sync_api.expect.set_options(timeout=30_000)  # a loaded 2-core machine is slow
     step = running.world.step
-    slow = threading.Event()
+    delay = {"s": 0.0}
 
-    def maybe_slow_step(action):  # a frame that takes a while, to reset in the middle of it
-        if slow.is_set():
-            time.sleep(1.0)
+    def slow_step(action):  # frames that take a while: to press keys and reset in the middle of one
+        time.sleep(delay["s"])
         return step(action)
 
-    running.world.step = maybe_slow_step
+    running.world.step = slow_step
     errors = []
     with sync_api.sync_playwright() as p:
         browser, page = browser_page(p)
@@ -202,7 +253,8 @@ def test_the_page_plays_in_a_real_browser(running):
             page.wait_for_selector("#game", state="visible", timeout=30_000)
             count = page.locator("#n")
             sync_api.expect(count).to_have_text("1")
-            assert page.eval_on_selector("#prompt", "img => img.complete && img.naturalWidth") == SIDE
+            page.wait_for_function(f"() => {{ const i = document.getElementById('prompt');"
+                                   f" return i.complete && i.naturalWidth === {SIDE}; }}")  # fmt: skip
             assert page.eval_on_selector("#frame", "img => img.width") == SIDE * UPSCALE  # --upscale
             assert page.locator("#actions button").count() == ACTIONS
             assert page.locator("#starts img").count() == 2
@@ -212,27 +264,47 @@ def test_the_page_plays_in_a_real_browser(running):
             page.keyboard.press("2")  # and so does a key
             sync_api.expect(count).to_have_text("3")
             sync_api.expect(page.locator("#fps")).not_to_have_text("\u2013")
+            page.wait_for_timeout(500)
+            assert count.inner_text() == "3"  # a tap is one frame, not a stream
 
-            slow.set()  # reset in the middle of a frame: back at the prompt, the late frame dropped
+            page.evaluate(SEEN)
+            delay["s"] = 1.0  # reset in the middle of a frame: back at the prompt, the late frame never shown
             page.keyboard.press("3")
             sync_api.expect(page.locator("#state")).to_have_text("generating")
             page.click("#reset")
-            sync_api.expect(count).to_have_text("1", timeout=10_000)
-            page.wait_for_timeout(500)
-            assert count.inner_text() == "1" and page.locator("#state").inner_text() == "idle"
-            slow.clear()
+            sync_api.expect(count).to_have_text("1")
+            page.wait_for_timeout(1500)
+            assert page.evaluate("seen") == ["1"] and page.locator("#state").inner_text() == "idle"
 
-            page.keyboard.down("1")  # keys pressed while a frame generates are queued, not dropped
+            delay["s"] = 0.4  # keys pressed while a frame generates are queued, not dropped
+            for key in "123":
+                page.keyboard.press(key)
+            sync_api.expect(count).to_have_text("4")
+            assert page.evaluate("maxQueued") >= 1
+            delay["s"] = 0.0
+
+            page.keyboard.down("1")  # a held key (the keyboard repeats it) streams frames until released
+            page.evaluate(REPEAT, "1")
+            page.wait_for_function("() => +document.getElementById('n').textContent >= 7")
             page.keyboard.up("1")
-            page.keyboard.press("2")
-            page.keyboard.press("3")
-            sync_api.expect(count).to_have_text("4", timeout=10_000)
+            sync_api.expect(page.locator("#state")).to_have_text("idle")
+            settled = count.inner_text()
+            page.wait_for_timeout(500)
+            assert count.inner_text() == settled  # and stops
+
+            box = page.locator("#action2").bounding_box()  # so does a held button
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.mouse.down()
+            page.wait_for_function(f"() => +document.getElementById('n').textContent >= {int(settled) + 3}")
+            page.mouse.up()
+            sync_api.expect(page.locator("#state")).to_have_text("idle")  # the frame in flight lands
 
             page.set_input_files("#upload", files=[{"name": "notes.txt", "mimeType": "text/plain",
                                                     "buffer": b"not an image"}])  # fmt: skip
             sync_api.expect(page.locator("#msg")).to_contain_text("notes.txt is not a readable image")
-            page.keyboard.press("1")  # and the page plays on
-            sync_api.expect(count).to_have_text("5")
+            before = int(count.inner_text())
+            page.keyboard.press("1")  # the page plays on, and keys work at once after the upload
+            sync_api.expect(count).to_have_text(str(before + 1))
 
             page.locator("#starts img").first.click()
             sync_api.expect(count).to_have_text("1")
