@@ -253,8 +253,9 @@ def test_the_page_plays_in_a_real_browser(running):
             page.wait_for_selector("#game", state="visible", timeout=30_000)
             count = page.locator("#n")
             sync_api.expect(count).to_have_text("1")
-            page.wait_for_function(f"() => {{ const i = document.getElementById('prompt');"
-                                   f" return i.complete && i.naturalWidth === {SIDE}; }}")  # fmt: skip
+            for img in ("prompt", "frame"):  # both shown (the frame once the first reset has answered)
+                page.wait_for_function(f"() => {{ const i = document.getElementById('{img}');"
+                                       f" return i.src && i.complete && i.naturalWidth === {SIDE}; }}")  # fmt: skip
             assert page.eval_on_selector("#frame", "img => img.width") == SIDE * UPSCALE  # --upscale
             assert page.locator("#actions button").count() == ACTIONS
             assert page.locator("#starts img").count() == 2
