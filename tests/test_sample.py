@@ -78,9 +78,9 @@ def test_resume_skips_finished_and_redoes_partial(tiny_root, tiny_copy):
 
 @pytest.mark.parametrize("sig, workers", [(signal.SIGINT, 2), (signal.SIGKILL, 1)])
 def test_resume_after_real_interruption(tmp_path, sig, workers):
-    # 96 levels x 1000 steps: seconds of recording even at ~20k frames/s, so the signal lands mid-run
+    # 240 levels x 1000 steps: seconds of recording even at ~20k frames/s, so the signal lands mid-run
     # (with 48, a loaded machine once let the run finish before the signal was handled)
-    args = ["--num_envs", "96", "--timeout", "1000", "--root", str(tmp_path), "--workers", str(workers), "--quiet"]
+    args = ["--num_envs", "240", "--timeout", "1000", "--root", str(tmp_path), "--workers", str(workers), "--quiet"]
     proc = subprocess.Popen([sys.executable, "sample.py", *args], cwd=REPO, stderr=subprocess.PIPE, text=True)
     episodes = tmp_path / "coinrun" / EPISODE_DIR
     deadline = time.monotonic() + 60
@@ -90,13 +90,13 @@ def test_resume_after_real_interruption(tmp_path, sig, workers):
     proc.send_signal(sig)
     proc.wait(timeout=30)
     done = len(list_episodes(episodes))
-    assert 2 <= done < 96, "the interruption should land mid-run"
+    assert 2 <= done < 240, "the interruption should land mid-run"
     if sig == signal.SIGINT:
         assert proc.returncode == 130 and "resume" in proc.stderr.read()
     for p in list_episodes(episodes):  # whatever has the final name is whole
         read_episode(p)
     subprocess.run([sys.executable, "sample.py", *args], cwd=REPO, check=True, capture_output=True)
-    sample(tmp_path / "clean", env_name="coinrun", num_envs=96, timeout=1000, workers=2, progress=False)
+    sample(tmp_path / "clean", env_name="coinrun", num_envs=240, timeout=1000, workers=2, progress=False)
     assert _episode_bytes(tmp_path) == _episode_bytes(tmp_path / "clean")
 
 
