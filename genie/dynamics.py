@@ -193,15 +193,24 @@ class DynamicsModel(FrameSampler, nn.Module):
         `reference (b T h w)`: the unmasked frames, whose frame t-1 the copy gate points at for
         frame t (default: `tokens`, right when their past frames are whole, as in sampling).
         """
+        x, previous, has_previous = self._features(tokens, act_id, reference)
+        return self._head(x, previous, has_previous)
+
+    def _features(
+        self, tokens: torch.Tensor, act_id: torch.Tensor, reference: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """What the head reads for `tokens (b T h w)`: features `(b T s e)` and, for the copy gate,
+        the previous frame's token at each place `(b T s)` and whether there is one `(b T s 1)`."""
         self._check_tokens(tokens)
         actions = self.frame_actions(act_id, tokens.shape[1])
         x = self._frame_part(self._trunk(self._embed(tokens, actions), actions)[0])
+        b, t, s, _ = x.shape
+        has_previous = (torch.arange(t, device=x.device) > 0)[None, :, None, None].expand(b, t, s, 1)
         if self.copy_gate is None:
-            return self._head(x)
+            return x, None, has_previous
         ref = rearrange(tokens if reference is None else reference, "b t h w -> b t (h w)")
         previous = torch.cat([ref[:, :1], ref[:, :-1]], dim=1)  # frame 0 has none: its gate is zeroed
-        has_previous = (torch.arange(ref.shape[1], device=ref.device) > 0)[None, :, None, None]
-        return self._head(x, previous, has_previous)
+        return x, previous, has_previous
 
     def _head(
         self, x: torch.Tensor, previous: torch.Tensor | None = None, has_previous: torch.Tensor | bool = True
@@ -226,12 +235,14 @@ class DynamicsModel(FrameSampler, nn.Module):
         mask = maskgit.training_mask(b, t, h * w, self.mask_rate, device=tokens.device, per_frame=self.mask_per_frame)
         flat = rearrange(tokens, "b t h w -> b t (h w)")
         inputs = rearrange(torch.where(mask, self.mask_id, flat), "b t (h w) -> b t h w", h=h)
-        logits = self.logits(inputs, act_id, reference=tokens).float()  # (b t s V)
-        ce = F.cross_entropy(rearrange(logits, "b t s v -> b v t s"), flat, reduction="none")  # (b t s)
-        weight = mask.float()
-        count = weight.sum().clamp(min=1)  # no branch on a device value: no host sync
-        loss = (ce * weight).sum() / count
-        accuracy = ((logits.argmax(-1) == flat).float() * weight).sum() / count
+        # the head (V logits per token) only where the loss looks: the masked tokens, under half
+        # of a clip's; the rest of the grid's logits would be computed and thrown away
+        x, previous, has_previous = self._features(inputs, act_id, reference=tokens)
+        logits = self._head(x[mask], None if previous is None else previous[mask], has_previous[mask]).float()  # (n V)
+        target = flat[mask]  # (n)
+        count = mask.sum().clamp(min=1)
+        loss = F.cross_entropy(logits, target, reduction="sum") / count
+        accuracy = (logits.argmax(-1) == target).float().sum() / count
         return DynamicsLosses(loss, accuracy.detach(), mask)
 
     def _check_tokens(self, tokens: torch.Tensor) -> None:

@@ -113,6 +113,24 @@ def test_loss_targets_are_the_real_tokens_at_masked_positions():
         model.compute_loss(tokens, acts[:, :2])
 
 
+@pytest.mark.parametrize("option", [{}, {"copy_gate": True}, {"action_token": True}])
+def test_loss_is_the_cross_entropy_of_the_full_logits_at_the_masked_tokens(option):
+    """Training computes the head only at masked tokens; it must equal the full grid's logits there."""
+    desc = (("space-time_attn", {"n_rep": 2, "n_embd": 32, "n_head": 2, "d_head": 16}),)
+    model = DynamicsModel(
+        16, 4, desc=desc, embed_dim=32, max_frames=8, max_side=8, mask_rate=(0.0, 1.0), mask_per_frame=True, **option
+    )
+    tokens, acts = torch.randint(0, 16, (3, 4, 4, 4)), torch.randint(0, 4, (3, 4))
+    out = model.compute_losses(tokens, acts)
+    masked = torch.where(out.mask.view(tokens.shape), model.mask_id, tokens)
+    full = model.logits(masked, acts, reference=tokens)  # (b t s V)
+    target = tokens.flatten(2)
+    expected = F.cross_entropy(full[out.mask], target[out.mask])
+    assert out.mask.sum() > 0
+    torch.testing.assert_close(out.loss, expected, rtol=1e-5, atol=1e-5)
+    assert out.accuracy == (full[out.mask].argmax(-1) == target[out.mask]).float().mean()
+
+
 @pytest.mark.parametrize("num_frames", [1, 3])
 def test_cached_generation_equals_uncached(num_frames):
     model = small().eval()
