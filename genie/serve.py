@@ -215,7 +215,8 @@ class PlayServer(ThreadingHTTPServer):
         actions = [{"key": KEYS[i], **label} for i, label in enumerate(labels)]
         return {"actions": actions, "frame": [h, w], "upscale": self.upscale, "starts": sorted(self.starts),
                 "start": self.prompt_name, "frames": self.world.frames, "max_steps": MAX_STEPS,
-                "max_upload": MAX_UPLOAD, **self.settings()}  # fmt: skip
+                "max_upload": MAX_UPLOAD, "game_frames_per_step": self.world.game_frames_per_step,
+                **self.settings()}  # fmt: skip
 
     def prompt_png(self) -> bytes:
         return self.prompt_bytes
@@ -414,6 +415,9 @@ def serve(world, image: torch.Tensor, port: int = 8000, **kwargs) -> int:
         server.warm_up()
         state = "uncompiled" if not wanted else "compiled" if dynamics.compiled else "compiling failed, uncompiled"
         labels = ", ".join(f"{KEYS[i]} = {a['label']}" for i, a in enumerate(server.labels))
+        k = getattr(world, "game_frames_per_step", 1)
+        if k > 1:
+            labels += f"; each frame is {k} game frames after the last"
         print(f"ready in {time.perf_counter() - start:.0f} s ({state}); playing on {url}  ({labels}; r = reset; "
               "Ctrl-C stops)", flush=True)  # fmt: skip
         server.work_forever()

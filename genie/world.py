@@ -51,6 +51,8 @@ class World:
             with CUDA graphs on a GPU; the first frame then takes 5-20 s longer on a CPU.
         action_source: what the actions are: `latent` (the LAM's, Genie) or `recorded` (a
             dynamics model trained on the game's own actions, e.g. CoinRun's 15 button combos).
+        game_frames_per_step: how many game frames one generated frame stands for (the frame
+            skip of the data it was trained on; recorded in its checkpoint).
     """
 
     def __init__(
@@ -64,6 +66,7 @@ class World:
         frame_shape: tuple[int, int] = (64, 64),
         compile: bool = False,
         action_source: str = "latent",
+        game_frames_per_step: int = 1,
     ):
         if dynamics.tok_vocab != tokenizer.codebook_size:
             raise CheckpointError(
@@ -76,6 +79,7 @@ class World:
             dynamics.compile_rounds("reduce-overhead" if self.device.type == "cuda" else None)
         self.steps, self.temperature, self.generator = steps, temperature, generator
         self.action_source = action_source
+        self.game_frames_per_step = game_frames_per_step
         self.frame_shape = tuple(frame_shape)  # (H, W) of the frames it was trained on
         self.window = dynamics.max_frames
         self.keep = max(1, min(keep or self.window // 2, self.window - 1))
@@ -148,4 +152,5 @@ def load_world(
     lam = ckpt.get("networks", {}).get("lam") or {}
     kwargs.setdefault("frame_shape", tuple(lam.get("inp_shape", (64, 64))))
     kwargs.setdefault("action_source", ckpt.get("action_source", "latent"))
+    kwargs.setdefault("game_frames_per_step", int((ckpt.get("data") or {}).get("frame_skip", 1)))
     return World(tokenizer.to(device), dynamics.to(device), **kwargs)

@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from genie.checkpoints import read_checkpoint  # noqa: E402
 from genie.data import VideoDataModule  # noqa: E402
+from genie.lit.genie import DATA_FACTS  # noqa: E402
 
 
 def slim(src: Path, names: tuple[str, ...], extra: dict | None = None) -> dict:
@@ -60,9 +61,10 @@ def main() -> int:
     codebook = genie["tokenizer"]["codebook_size"]
     trained_with = genie["tokenizer"]["path"]
     recorded = {"path": str(out / "tokenizer.ckpt"), "codebook_size": codebook, "trained_with": trained_with}
-    extra = {"tokenizer": recorded, "action_source": genie.get("action_source", "latent")}
-    save(slim(Path(args.checkpoint), ("lam", "dynamics"), extra), out / "genie.ckpt")
     dm = VideoDataModule(args.root, num_frames=1, batch_size=64, num_workers=0, eval_clips=64)
+    data = genie.get("data") or {k: v for k, v in dm.metadata.items() if k in DATA_FACTS}  # what one step is
+    extra = {"tokenizer": recorded, "action_source": genie.get("action_source", "latent"), "data": data}
+    save(slim(Path(args.checkpoint), ("lam", "dynamics"), extra), out / "genie.ckpt")
     frames = next(iter(dm.test_dataloader())).frames[:, 0]  # (64 h w c), spread over the test levels
     busiest = frames.float().std(dim=(1, 2, 3)).argmax()  # the most varied scene: not a blank wall
     Image.fromarray(frames[busiest].numpy()).save(out / "example.png")

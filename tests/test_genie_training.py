@@ -93,6 +93,10 @@ def test_checkpoint_round_trip_resume_and_evaluation(tmp_path, tiny_root, tokeni
     ckpt = torch.load(last, weights_only=False)
     assert not any(k.startswith("tokenizer.") for k in ckpt["state_dict"])  # frozen: stored on its own
     assert ckpt["tokenizer"]["codebook_size"] == 1000  # FSQ [8, 5, 5, 5] of tokenize.tiny.yaml
+    recorded = json.loads((tiny_root / "coinrun" / "metadata.json").read_text())
+    assert ckpt["data"] == {k: recorded[k] for k in ("env_name", "distribution_mode", "policy", "action_repeat",
+                                                     "frame_skip")}  # what one step is, for play.py  # fmt: skip
+    assert load_world(str(last), str(tok)).game_frames_per_step == recorded["frame_skip"]
     lam, dyn = LatentAction.from_checkpoint(str(last)).eval(), DynamicsModel.from_checkpoint(str(last)).eval()
     model = first.model.eval()
     video = torch.rand(2, 3, 4, 64, 64) * 2 - 1

@@ -18,7 +18,7 @@ from PIL import Image
 from genie.media import load_image
 from genie.serve import MAX_UPLOAD, PlayServer
 from genie.world import load_world
-from helpers.worlds import ACTIONS, SIDE, build_synthetic
+from helpers.worlds import ACTIONS, FRAME_SKIP, SIDE, build_synthetic
 
 UPSCALE = 5
 
@@ -106,6 +106,7 @@ def test_info_labels_every_action_by_measurement_and_lists_the_starts(running):
         assert np.isfinite([a["dx"], a["dy"]]).all()
     assert info["starts"] == ["start-0", "start-1"] and info["start"] == "prompt.png"
     assert info["frame"] == [SIDE, SIDE] and info["upscale"] == UPSCALE and info["frames"] == 1
+    assert info["game_frames_per_step"] == FRAME_SKIP  # from the checkpoint: the page says what a frame is
 
 
 def test_the_prompt_is_served_and_a_start_image_or_an_upload_replaces_it(running):
@@ -259,6 +260,7 @@ def test_the_page_plays_in_a_real_browser(running):
             assert page.eval_on_selector("#frame", "img => img.width") == SIDE * UPSCALE  # --upscale
             assert page.locator("#actions button").count() == ACTIONS
             assert page.locator("#starts img").count() == 2
+            sync_api.expect(page.locator("#skip")).to_contain_text(f"{FRAME_SKIP} game frames")  # what a frame is
 
             page.click("#action0")  # a button adds a frame
             sync_api.expect(count).to_have_text("2")

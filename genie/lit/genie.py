@@ -40,6 +40,9 @@ from genie.metrics import codebook_usage_from_counts, contingency_table, count_i
 from genie.record import PROCGEN_ACTIONS
 from genie.tokenizer import VideoTokenizer
 
+# what a checkpoint keeps of the data's metadata.json: enough to say what one generated step is
+DATA_FACTS = ("env_name", "distribution_mode", "policy", "action_repeat", "frame_skip")
+
 
 class GenieTraining(L.LightningModule):
     """Trains a `LatentAction` and a `DynamicsModel` on clips, tokenizer frozen (Genie App. F, Table 17).
@@ -98,6 +101,7 @@ class GenieTraining(L.LightningModule):
         self.dynamics = dynamics(self.tokenizer.codebook_size, actions, lam.max_frames)
         k = lam.num_actions
         self.register_buffer("action_counts", torch.zeros(k, dtype=torch.long), persistent=False)
+        self.trained_on: dict = {}  # the recorded data's own description, set when training starts
         self.register_buffer("contingency", torch.zeros(k, recorded_actions, dtype=torch.long), persistent=False)
 
     def train(self, mode: bool = True) -> GenieTraining:
@@ -116,6 +120,8 @@ class GenieTraining(L.LightningModule):
         if n is not None and n != self.hparams.recorded_actions:
             raise CheckpointError(f"the data has {n} recorded actions, but model.recorded_actions is "
                                   f"{self.hparams.recorded_actions}")  # fmt: skip
+        # what one step of the data is (policy, game frames per step): play.py and the bundle say it
+        self.trained_on = {k: v for k, v in datamodule.metadata.items() if k in DATA_FACTS}
 
     def configure_model(self) -> None:
         if self.hparams.compile:
@@ -240,6 +246,8 @@ class GenieTraining(L.LightningModule):
         store_network(checkpoint, "lam", self.lam.config)
         store_network(checkpoint, "dynamics", self.dynamics.config)
         checkpoint["action_source"] = self.hparams.action_source
+        if self.trained_on:
+            checkpoint["data"] = self.trained_on
         checkpoint["tokenizer"] = {
             "path": str(self.hparams.tokenizer_ckpt_path),
             "config": self.tokenizer.config,

@@ -15,6 +15,7 @@ from genie.dynamics import DynamicsModel
 from genie.tokenizer import VideoTokenizer
 
 VOCAB, ACTIONS, SIDE = 4, 3, 8
+FRAME_SKIP = 2  # recorded in the checkpoint as a frame-skip data set would be
 
 TOK_ARGS = dict(
     d_codebook=2,  # 4 codes
@@ -49,14 +50,16 @@ def rule_world(b: int, g: torch.Generator, frames: int = 4):
 
 
 def save_genie(path: Path, lam: LatentAction, dynamics: DynamicsModel, tokenizer_path: Path,
-                vocab: int | None) -> Path:  # fmt: skip
+                vocab: int | None, data: dict | None = None) -> Path:  # fmt: skip
     """A checkpoint in the format `genie.py fit` writes; `vocab=None`: one that does not record
-    its tokenizer (as another writer's might)."""
+    its tokenizer (as another writer's might); `data`: what it says of its training data."""
     state = {f"lam.{k}": v for k, v in lam.state_dict().items()}
     state.update({f"dynamics.{k}": v for k, v in dynamics.state_dict().items()})
     ckpt = {"state_dict": state}
     if vocab is not None:
         ckpt["tokenizer"] = {"path": str(tokenizer_path), "codebook_size": vocab}
+    if data is not None:
+        ckpt["data"] = data
     store_network(ckpt, "lam", lam.config)
     store_network(ckpt, "dynamics", dynamics.config)
     torch.save(ckpt, path)
@@ -82,9 +85,7 @@ def build_synthetic(root: Path) -> dict:
         loss.backward()
         opt.step()
     lam = LatentAction(**LAM_ARGS).eval()
-    genie_path = save_genie(root / "genie.ckpt", lam, dynamics.eval(), tok_path, VOCAB)
+    genie_path = save_genie(root / "genie.ckpt", lam, dynamics.eval(), tok_path, VOCAB, data={"frame_skip": FRAME_SKIP})
     image = root / "prompt.png"
     Image.fromarray((np.random.default_rng(0).random((SIDE, SIDE, 3)) * 255).astype(np.uint8)).save(image)
     return {"genie": genie_path, "tokenizer": tok_path, "image": image, "root": root}
-
-
