@@ -10,6 +10,12 @@ by the effective group of the action taken (`genie.control.EFFECTIVE_GROUPS`). P
 (dx, dy) per group in pixels per frame, and the share of pairs with any horizontal shift
 (|dx| >= 0.25 px). CoinRun's camera follows the agent: running right shifts the scene left
 (dx < 0), jumping shifts it down (dy > 0).
+
+With `--checkpoint` (a `genie.py fit` checkpoint) the pairs are grouped by the latent action its
+LAM infers instead, over the same frames: how much of the recorded actions' motion the latent
+actions carry, before any dynamics model has to render it (the LAM's share of the control probe).
+
+    python scripts/data_motion.py --root ./data/skip8 --levels 60 --checkpoint runs/<run>/checkpoints/last.ckpt
 """
 
 from __future__ import annotations
@@ -25,12 +31,29 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from genie.action import LatentAction  # noqa: E402
+from genie.checkpoints import CheckpointError  # noqa: E402
 from genie.control import EFFECTIVE_GROUPS  # noqa: E402
+from genie.data import to_video  # noqa: E402
 from genie.motion import phase_shift  # noqa: E402
 from genie.probe import group_table  # noqa: E402
 
 
-def data_motion(split_dir: Path, action_names: list[str], levels: int) -> dict:
+def latent_actions(lam: LatentAction, frames: np.ndarray) -> np.ndarray:
+    """The LAM's action for each consecutive pair of `frames (n H W c)` uint8, `(n-1)`: windows of
+    the LAM's clip length overlapping by one frame, each pair read in the one window holding it."""
+    t = lam.max_frames
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(frames) - 1, t - 1):
+            window = torch.from_numpy(np.array(frames[start : start + t]))
+            if len(window) < 2:
+                break
+            out.append(lam.encode(to_video(window)[None])[0].actions[0].numpy())  # (len-1)
+    return np.concatenate(out)
+
+
+def data_motion(split_dir: Path, action_names: list[str], levels: int, lam: LatentAction | None = None) -> dict:
     index = json.loads((split_dir / "index.json").read_text())  # per episode: first row and length
     episodes = list(zip(index["starts"], index["lengths"]))
     frames = np.load(split_dir / "frames.npy", mmap_mode="r")
@@ -45,15 +68,20 @@ def data_motion(split_dir: Path, action_names: list[str], levels: int) -> dict:
         keep = ~np.array(firsts[rows])[1:]  # a new life in frame t+1: not the action's doing
         dx.append(shift.dx.numpy()[keep])
         dy.append(shift.dy.numpy()[keep])
-        group.append(groups_of[np.array(actions[rows])[:-1]][keep])
+        taken = groups_of[np.array(actions[rows])[:-1]] if lam is None else latent_actions(lam, frames[rows])
+        group.append(taken[keep])
     dx, dy, group = np.concatenate(dx), np.concatenate(dy), np.concatenate(group)
+    names = EFFECTIVE_GROUPS if lam is None else [f"latent {k}" for k in range(lam.num_actions)]
     per_group = {
         name: {"pairs": int((group == g).sum()), "dx": round(float(dx[group == g].mean()), 3),
                "dy": round(float(dy[group == g].mean()), 3)}
-        for g, name in enumerate(EFFECTIVE_GROUPS) if (group == g).any()
+        for g, name in enumerate(names) if (group == g).any()
     }  # fmt: skip
+    means = np.array([[v["dx"], v["dy"]] for v in per_group.values()])
+    spread = np.ptp(means, axis=0).round(3)  # between the most- and least-moving group, as the control probe
     return {"levels": min(levels, len(episodes)), "pairs": len(dx), "mean_abs_dx": round(float(np.abs(dx).mean()), 3),
-            "share_moving_x": round(float((np.abs(dx) >= 0.25).mean()), 3), "groups": per_group}  # fmt: skip
+            "share_moving_x": round(float((np.abs(dx) >= 0.25).mean()), 3), "groups": per_group,
+            "spread_x": float(spread[0]), "spread_y": float(spread[1])}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,15 +91,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="train")
     p.add_argument("--levels", type=int, default=60)
     p.add_argument("--json", help="also write the result here")
+    p.add_argument("--checkpoint", help="group by this genie.py fit checkpoint's latent actions instead")
     args = p.parse_args(argv)
     env_dir = Path(args.root) / args.env_name.lower()
     try:
         meta = json.loads((env_dir / "metadata.json").read_text())
-        result = data_motion(env_dir / args.split, meta["action_names"], args.levels)
-    except (OSError, KeyError, ValueError) as e:
+        lam = LatentAction.from_checkpoint(args.checkpoint).eval() if args.checkpoint else None
+        result = data_motion(env_dir / args.split, meta["action_names"], args.levels, lam)
+    except (OSError, KeyError, ValueError, CheckpointError) as e:
         print(f"data_motion.py: error: {env_dir}: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
-    result = {"root": args.root, "split": args.split, "policy": meta.get("policy"), **result}
+    result = {"root": args.root, "split": args.split, "policy": meta.get("policy"), "checkpoint": args.checkpoint,
+              **result}  # fmt: skip
     print(json.dumps(result, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
