@@ -41,16 +41,21 @@ from genie.probe import group_table  # noqa: E402
 
 def latent_actions(lam: LatentAction, frames: np.ndarray) -> np.ndarray:
     """The LAM's action for each consecutive pair of `frames (n H W c)` uint8, `(n-1)`: windows of
-    the LAM's clip length overlapping by one frame, each pair read in the one window holding it."""
-    t = lam.max_frames
+    the LAM's clip length overlapping by one frame (one batch), each pair read in the one window
+    holding it; a shorter window at the end."""
+    t, n = lam.max_frames, len(frames)
+    video = to_video(torch.from_numpy(np.array(frames)))  # (c n H W)
+    starts = list(range(0, n - 1, t - 1))
+    full = [s for s in starts if s + t <= n]
     out = []
     with torch.no_grad():
-        for start in range(0, len(frames) - 1, t - 1):
-            window = torch.from_numpy(np.array(frames[start : start + t]))
-            if len(window) < 2:
-                break
-            out.append(lam.encode(to_video(window)[None])[0].actions[0].numpy())  # (len-1)
-    return np.concatenate(out)
+        if full:
+            windows = torch.stack([video[:, s : s + t] for s in full])  # (w c t H W)
+            out.append(lam.encode(windows)[0].actions.reshape(-1).numpy())  # pairs in order
+        rest = [s for s in starts if s + t > n]
+        if rest:
+            out.append(lam.encode(video[None, :, rest[0] :])[0].actions[0].numpy())
+    return np.concatenate(out)[: n - 1]
 
 
 def data_motion(split_dir: Path, action_names: list[str], levels: int, lam: LatentAction | None = None) -> dict:

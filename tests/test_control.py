@@ -157,3 +157,26 @@ def test_compare_reports_tabulates_margins_and_refuses_other_files(tmp_path, cap
 )  # fmt: skip
 def test_describe_reads_the_scene_shift_as_the_agent_s_motion(dx, dy, words):
     assert describe(dx, dy) == words  # the camera follows the agent: the scene moves the other way
+
+
+@pytest.mark.parametrize("n", [2, 4, 9, 10, 11])
+def test_latent_motion_reads_each_frame_pair_once_in_order(n):
+    """scripts/data_motion.py --checkpoint: one latent action per consecutive pair, each from the
+    LAM window (of its clip length, one frame of overlap) that holds the pair."""
+    from genie.action import LatentAction
+    from genie.data import to_video
+    from helpers.stage2 import load_script
+    from helpers.worlds import LAM_ARGS
+
+    latent_actions = load_script("scripts/data_motion.py", "data_motion_script").latent_actions
+    torch.manual_seed(0)
+    lam = LatentAction(**LAM_ARGS).eval()  # clips of 4 frames
+    frames = np.random.default_rng(n).integers(0, 256, (n, 8, 8, 3), dtype=np.uint8)
+    got = latent_actions(lam, frames)
+    assert got.shape == (n - 1,)
+    with torch.no_grad():  # each window alone
+        for start in range(0, n - 1, lam.max_frames - 1):
+            window = to_video(torch.from_numpy(frames[start : start + lam.max_frames]))[None]
+            expected = lam.encode(window)[0].actions[0].numpy()
+            assert (got[start : start + len(expected)] == expected).all()
+    assert len(set(got.tolist())) > 1 or n <= 4  # random frames: not one constant answer
