@@ -215,7 +215,7 @@ class PlayServer(ThreadingHTTPServer):
         actions = [{"key": KEYS[i], **label} for i, label in enumerate(labels)]
         return {"actions": actions, "frame": [h, w], "upscale": self.upscale, "starts": sorted(self.starts),
                 "start": self.prompt_name, "frames": self.world.frames, "max_steps": MAX_STEPS,
-                "max_upload": MAX_UPLOAD, "game_frames_per_step": self.world.game_frames_per_step,
+                "max_upload": MAX_UPLOAD, "game_frames_per_step": getattr(self.world, "game_frames_per_step", 1),
                 **self.settings()}  # fmt: skip
 
     def prompt_png(self) -> bytes:
