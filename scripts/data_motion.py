@@ -32,8 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from genie.action import LatentAction  # noqa: E402
-from genie.checkpoints import CheckpointError  # noqa: E402
-from genie.control import EFFECTIVE_GROUPS  # noqa: E402
+from genie.control import EFFECTIVE_GROUPS, summary  # noqa: E402
 from genie.data import to_video  # noqa: E402
 from genie.motion import phase_shift  # noqa: E402
 from genie.probe import group_table  # noqa: E402
@@ -83,10 +82,10 @@ def data_motion(split_dir: Path, action_names: list[str], levels: int, lam: Late
         for g, name in enumerate(names) if (group == g).any()
     }  # fmt: skip
     means = np.array([[v["dx"], v["dy"]] for v in per_group.values()])
-    spread = np.ptp(means, axis=0).round(3)  # between the most- and least-moving group, as the control probe
+    spreads = summary(means[:, 0], means[:, 1], list(per_group))  # as the control probe measures them
     return {"levels": min(levels, len(episodes)), "pairs": len(dx), "mean_abs_dx": round(float(np.abs(dx).mean()), 3),
             "share_moving_x": round(float((np.abs(dx) >= 0.25).mean()), 3), "groups": per_group,
-            "spread_x": float(spread[0]), "spread_y": float(spread[1])}  # fmt: skip
+            "spread_x": spreads["spread_x"], "spread_y": spreads["spread_y"]}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         meta = json.loads((env_dir / "metadata.json").read_text())
         lam = LatentAction.from_checkpoint(args.checkpoint).eval() if args.checkpoint else None
         result = data_motion(env_dir / args.split, meta["action_names"], args.levels, lam)
-    except (OSError, KeyError, ValueError, CheckpointError) as e:
+    except (OSError, KeyError, ValueError) as e:  # a bad checkpoint: CheckpointError is a ValueError
         print(f"data_motion.py: error: {env_dir}: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     result = {"root": args.root, "split": args.split, "policy": meta.get("policy"), "checkpoint": args.checkpoint,

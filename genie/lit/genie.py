@@ -101,8 +101,8 @@ class GenieTraining(L.LightningModule):
         self.dynamics = dynamics(self.tokenizer.codebook_size, actions, lam.max_frames)
         k = lam.num_actions
         self.register_buffer("action_counts", torch.zeros(k, dtype=torch.long), persistent=False)
-        self.trained_on: dict = {}  # the recorded data's own description, set when training starts
         self.register_buffer("contingency", torch.zeros(k, recorded_actions, dtype=torch.long), persistent=False)
+        self.trained_on: dict = {}  # the recorded data's own description, set when training starts
 
     def train(self, mode: bool = True) -> GenieTraining:
         super().train(mode)
