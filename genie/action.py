@@ -7,7 +7,7 @@ h w patch grid (H/p, W/p) and, after the encoder's down-sampling, h' w'; e model
 A VQ-VAE over *pixels* (Genie Table 2: pixel input controls better than tokens):
 
     video (b c T H W) --patches + positions--> (b e T h w) --encoder--> feats (b e T h' w')
-    feats[t+1] --mean over space, linear--> z_t (b T-1 d) --VQ, K codes--> a_t, vector_t
+    feats[t+1] --mean over space (or the whole grid), linear--> z_t (b T-1 d) --VQ, K codes--> a_t, vector_t
     feats[t] + vector_t --decoder (conditioned blocks)--> frame t+1 (b c T-1 H W)
 
 Alignment: the encoder is causal in time, so feats[t+1] has seen x_0..x_{t+1}
@@ -22,6 +22,11 @@ first frame): the decoder reads frame t's own patches instead of feats[t], time 
 the batch, so it sees no earlier frame. With the history, CoinRun's momentum tells the
 decoder most of where things go next and the action need carry little; without it, the
 motion itself must pass through the K-way bottleneck.
+
+`action_readout="grid"` (an option): z_t is a linear map of the whole feature grid of frame t+1
+instead of its mean over space. The mean keeps what changed but not where: a scroll of the
+whole scene and a change in one corner can average to the same vector, and CoinRun's running
+shows as a shift of everything while a jump moves the agent and the camera.
 
 Departure from the paper, on by default (`predict_delta`): the decoder predicts the change
 x_{t+1} - x_t and adds it to x_t. At CoinRun's coarse 16x16-pixel patches, rebuilding the
@@ -98,6 +103,9 @@ class LatentAction(nn.Module):
         quant_loss_weight: weight of the VQ loss in the total.
         decoder_context: `history` (frames <= t, as Genie) or `frame` (frame t alone; see the
             module docstring). `frame` needs an encoder that keeps the patch grid.
+        action_readout: how a_t is read off the encoder's features of frame t+1: `mean` over
+            space (as Genie's pooled encoder output) or `grid`, a linear map of every position
+            (see the module docstring).
     """
 
     def __init__(
@@ -117,6 +125,7 @@ class LatentAction(nn.Module):
         quant_loss_weight: float = 1.0,
         normalize_codes: bool = False,
         decoder_context: Literal["history", "frame"] = "history",
+        action_readout: Literal["mean", "grid"] = "mean",
     ):
         super().__init__()
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -139,7 +148,11 @@ class LatentAction(nn.Module):
             raise ValueError("decoder_context='frame' feeds the decoder patches: enc_desc must keep the patch grid")
         self.decoder_context = decoder_context
         # --- action bottleneck ---
-        self.to_action = nn.Sequential(nn.LayerNorm(n_embd), nn.Linear(n_embd, d_codebook))
+        if action_readout not in ("mean", "grid"):
+            raise ValueError(f"action_readout must be 'mean' or 'grid', got {action_readout!r}")
+        self.action_readout = action_readout
+        cells = int(grid * self.encoder.space_factor**2) if action_readout == "grid" else 1  # h' w' positions read
+        self.to_action = nn.Sequential(nn.LayerNorm(n_embd), nn.Linear(cells * n_embd, d_codebook))
         self.quantizer = VectorQuantizer(
             num_actions, d_codebook, commit_weight, dead_fraction=dead_fraction, normalize=normalize_codes
         )
@@ -196,7 +209,12 @@ class LatentAction(nn.Module):
         pos = self.pos_space[None, :, :] + self.pos_time[:t, None, :]  # (T hw e)
         x = x + rearrange(pos, "t (h w) e -> e t h w", h=h, w=w)
         feats = self.encoder(x)  # (b e T h' w')
-        z = self.to_action(reduce(feats[:, :, 1:], "b e t h w -> b t e", "mean"))  # read a_t at t+1
+        after = rearrange(feats[:, :, 1:], "b e t h w -> b t h w e")  # a_t is read at t+1
+        norm, linear = self.to_action
+        if self.action_readout == "mean":
+            z = linear(norm(reduce(after, "b t h w e -> b t e", "mean")))
+        else:
+            z = linear(rearrange(norm(after), "b t h w e -> b t (h w e)"))
         return x, feats, z
 
     # --- decoder: frames <= t and a_t -> frame t+1 ---

@@ -82,6 +82,39 @@ def test_action_t_sees_frames_up_to_t_plus_1_only():
     assert not torch.allclose(feats[:, :, 4:], feats2[:, :, 4:])
 
 
+@pytest.mark.parametrize("readout", ["mean", "grid"])
+def test_action_vector_t_is_read_from_frames_up_to_t_plus_1(readout):
+    lam = small_lam(action_readout=readout).eval()
+    video = torch.rand(2, 3, 6, 16, 16) * 2 - 1
+    changed = video.clone()
+    changed[:, :, 4:] = -changed[:, :, 4:]
+    with torch.no_grad():
+        z, z2 = lam.action_features(video), lam.action_features(changed)  # (b T-1 d)
+    assert z.shape == (2, 5, 4)
+    torch.testing.assert_close(z[:, :3], z2[:, :3])  # z_0..z_2 see frames <= 3
+    assert not torch.allclose(z[:, 3:], z2[:, 3:])
+
+
+def test_a_grid_readout_tells_where_the_features_are():
+    """With the encoder's features moved to other positions of the grid, the mean over space
+    reads the same action vector and the grid readout does not."""
+    class Flip(torch.nn.Module):  # an encoder that returns its input, mirrored left to right
+        def forward(self, x):
+            return x.flip(-1)
+
+    video = torch.rand(2, 3, 4, 16, 16) * 2 - 1
+    for readout, tells in (("mean", False), ("grid", True)):
+        lam = small_lam(action_readout=readout).eval()
+        with torch.no_grad():
+            lam.encoder = torch.nn.Identity()
+            z = lam.action_features(video)
+            lam.encoder = Flip()
+            z_flipped = lam.action_features(video)
+        assert tells == (not torch.allclose(z, z_flipped, atol=1e-5)), readout
+    with pytest.raises(ValueError, match="action_readout"):
+        small_lam(action_readout="max")
+
+
 def test_a_frame_context_decoder_sees_frame_t_alone():
     """`decoder_context="frame"`: frame t+1 is predicted from frame t and a_t only, so changing
     an earlier frame leaves it alone, while `history` lets earlier frames in."""
@@ -167,8 +200,9 @@ def test_codebook_has_exactly_num_actions_codes_and_restarts_dead_ones():
         assert (int(vq.restarts) >= 5) if expected == 6 else (int(vq.restarts) == 0), int(vq.restarts)
 
 
-def test_lam_checkpoint_config_rebuilds_the_same_network():
-    lam = small_lam().eval()
+@pytest.mark.parametrize("readout", ["mean", "grid"])
+def test_lam_checkpoint_config_rebuilds_the_same_network(readout):
+    lam = small_lam(action_readout=readout).eval()
     twin = LatentAction(**lam.config).eval()
     twin.load_state_dict(lam.state_dict())
     video = torch.rand(1, 3, 4, 16, 16)
