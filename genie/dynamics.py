@@ -74,6 +74,12 @@ class DynamicsModel(FrameSampler, nn.Module):
             bias that the model computes per token (a pointer to the past, as in pointer-generator
             networks, See et al. 2017). Most tokens of the next frame equal the previous frame's,
             so copying becomes the default and the blocks spend themselves on what changes.
+        changed_weight: weight in the loss of the masked tokens that differ from the token at the
+            same place one frame earlier (the others weigh 1; frame 0 has no earlier frame). Most
+            tokens repeat the previous frame, so the plain loss is mostly about copying, and
+            where the next frame is uncertain (an action whose effect depends on momentum) the
+            most likely token of each place is the copy: greedy sampling then renders no motion.
+            A weight w > 1 moves that decision toward change, as class weights do for a rare class.
     """
 
     def __init__(
@@ -89,12 +95,16 @@ class DynamicsModel(FrameSampler, nn.Module):
         action_every_block: bool = False,
         copy_gate: bool = False,
         action_token: bool = False,
+        changed_weight: float = 1.0,
     ):
         super().__init__()
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.tok_vocab, self.act_vocab, self.max_frames, self.max_side = tok_vocab, act_vocab, max_frames, max_side
         self.mask_id, self.no_action = tok_vocab, act_vocab
         self.mask_rate, self.mask_per_frame = tuple(mask_rate), mask_per_frame
+        if changed_weight <= 0:
+            raise ValueError(f"changed_weight must be positive, got {changed_weight}")
+        self.changed_weight = changed_weight
         self.tok_embed = nn.Embedding(tok_vocab + 1, embed_dim)  # + the mask id
         self.act_embed = nn.Embedding(act_vocab + 1, embed_dim)  # + "no action" for frame 0
         self.pos_time = nn.Parameter(torch.randn(max_frames, embed_dim) * 0.02)
@@ -241,7 +251,12 @@ class DynamicsModel(FrameSampler, nn.Module):
         logits = self._head(x[mask], None if previous is None else previous[mask], has_previous[mask]).float()  # (n V)
         target = flat[mask]  # (n)
         count = mask.sum().clamp(min=1)
-        loss = F.cross_entropy(logits, target, reduction="sum") / count
+        if self.changed_weight == 1.0:
+            loss = F.cross_entropy(logits, target, reduction="sum") / count
+        else:  # a weighted mean: the weights move the decision, not the loss's scale
+            earlier = torch.cat([flat[:, :1], flat[:, :-1]], dim=1)  # frame 0 against itself: unchanged
+            weight = torch.where(flat != earlier, self.changed_weight, 1.0)[mask]  # (n)
+            loss = (F.cross_entropy(logits, target, reduction="none") * weight).sum() / weight.sum().clamp(min=1)
         accuracy = (logits.argmax(-1) == target).float().sum() / count
         return DynamicsLosses(loss, accuracy.detach(), mask)
 

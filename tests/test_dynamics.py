@@ -131,6 +131,48 @@ def test_loss_is_the_cross_entropy_of_the_full_logits_at_the_masked_tokens(optio
     assert out.accuracy == (full[out.mask].argmax(-1) == target[out.mask]).float().mean()
 
 
+def test_changed_weight_weighs_the_tokens_that_differ_from_the_frame_before():
+    desc = (("space-time_attn", {"n_rep": 1, "n_embd": 32, "n_head": 2, "d_head": 16}),)
+    kw = dict(desc=desc, embed_dim=32, max_frames=8, max_side=8, mask_rate=(1.0, 1.0), mask_per_frame=True)
+    tokens = torch.randint(0, 4, (2, 3, 4, 4))  # 4 codes on 16 places: some repeat, some change
+    acts = torch.randint(0, 4, (2, 3))
+    for w in (1.0, 3.0):
+        torch.manual_seed(0)
+        model = DynamicsModel(16, 4, changed_weight=w, **kw)
+        out = model.compute_losses(tokens, acts)
+        full = model.logits(torch.where(out.mask.view(tokens.shape), model.mask_id, tokens), acts)[:, 1:]
+        ce = F.cross_entropy(full.flatten(0, 2), tokens[:, 1:].flatten(), reduction="none")  # every token of frames 1..
+        changed = (tokens[:, 1:] != tokens[:, :-1]).flatten().float()
+        weight = 1 + (w - 1) * changed
+        torch.testing.assert_close(out.loss, (ce * weight).sum() / weight.sum(), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="changed_weight"):
+        DynamicsModel(16, 4, changed_weight=0.0, **kw)
+
+
+def test_changed_weight_turns_an_uncertain_copy_into_a_change():
+    """Frame 1 repeats frame 0 in 60 % of the clips and differs in the rest, with nothing telling
+    which: trained plainly, the most likely token is the copy; with the changed tokens weighing 3
+    (0.4 x 3 > 0.6), the change."""
+    desc = (("space-time_attn", {"n_rep": 1, "n_embd": 32, "n_head": 2, "d_head": 16}),)
+    first = torch.zeros(20, 1, 2, 2, dtype=torch.long)
+    second = torch.where(torch.arange(20)[:, None, None, None] < 12, 0, 1).expand(20, 1, 2, 2)
+    tokens, acts = torch.cat([first, second], dim=1), torch.zeros(20, 2, dtype=torch.long)
+    picks = {}
+    for w in (1.0, 3.0):
+        torch.manual_seed(0)
+        model = DynamicsModel(4, 1, changed_weight=w, desc=desc, embed_dim=32, max_frames=4, max_side=4,
+                              mask_rate=(1.0, 1.0), mask_per_frame=True)  # fmt: skip
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        for _ in range(60):
+            opt.zero_grad()
+            model.compute_loss(tokens, acts).backward()
+            opt.step()
+        with torch.no_grad():
+            masked = torch.cat([first[:1], torch.full_like(first[:1], model.mask_id)], dim=1)
+            picks[w] = model.logits(masked, acts[:1])[0, 1].argmax(-1)  # (4) the next frame's places
+    assert (picks[1.0] == 0).all() and (picks[3.0] == 1).all(), picks
+
+
 @pytest.mark.parametrize("num_frames", [1, 3])
 def test_cached_generation_equals_uncached(num_frames):
     model = small().eval()
