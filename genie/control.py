@@ -15,6 +15,8 @@ game's control the actions reproduce.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
 from einops import rearrange
@@ -42,33 +44,61 @@ def group_contingency(table: np.ndarray, action_names: list[str]) -> np.ndarray:
     return out
 
 
-def mean_shifts(frames: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Mean scene shift per action, `(dx (A), dy (A))` in pixels per frame.
+class Shifts(NamedTuple):
+    """Scene shifts per action in pixels per frame: over all counted frame pairs, and step by step."""
 
-    `frames (A L T+1 c H W)`; `valid (A L T)` marks the frame pairs to count (a restart of the
-    level in between is no motion of the action's making).
+    dx: np.ndarray  # (A) mean over the levels and frames
+    dy: np.ndarray  # (A)
+    dx_by_step: np.ndarray  # (A T) mean over the levels at each step; NaN where no pair counts
+    dy_by_step: np.ndarray  # (A T)
+
+
+def measure_shifts(frames: torch.Tensor, valid: torch.Tensor | None = None) -> Shifts:
+    """Scene shift per action, `frames (A L T+1 c H W)`; `valid (A L T)` marks the frame pairs to
+    count (a restart of the level in between is no motion of the action's making).
+
+    The step-by-step means show whether an action keeps moving the scene or moves it once and
+    stalls, which the overall mean cannot tell apart.
     """
     A, L, T1 = frames.shape[:3]
     a = rearrange(frames[:, :, :-1], "A L T c H W -> (A L T) c H W")
     b = rearrange(frames[:, :, 1:], "A L T c H W -> (A L T) c H W")
     shift = phase_shift(a, b)
+    dx = rearrange(shift.dx, "(A L T) -> A L T", A=A, L=L)
+    dy = rearrange(shift.dy, "(A L T) -> A L T", A=A, L=L)
     w = torch.ones(A, L, T1 - 1) if valid is None else valid.float()
-    w = rearrange(w, "A L T -> A (L T)")
-    dx = (rearrange(shift.dx, "(A n) -> A n", A=A) * w).sum(1) / w.sum(1).clamp(min=1)
-    dy = (rearrange(shift.dy, "(A n) -> A n", A=A) * w).sum(1) / w.sum(1).clamp(min=1)
-    return dx.numpy(), dy.numpy()
+    total, per_step = w.sum((1, 2)).clamp(min=1), w.sum(1)  # (A), (A T)
+    by_step = per_step.clamp(min=1)
+    none = torch.where(per_step > 0, 0.0, float("nan"))
+    return Shifts(
+        dx=((dx * w).sum((1, 2)) / total).numpy(),
+        dy=((dy * w).sum((1, 2)) / total).numpy(),
+        dx_by_step=((dx * w).sum(1) / by_step + none).numpy(),
+        dy_by_step=((dy * w).sum(1) / by_step + none).numpy(),
+    )
 
 
-def summary(dx: np.ndarray, dy: np.ndarray, names: list[str]) -> dict:
+def mean_shifts(frames: torch.Tensor, valid: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean scene shift per action, `(dx (A), dy (A))` in pixels per frame (`measure_shifts`)."""
+    shifts = measure_shifts(frames, valid)
+    return shifts.dx, shifts.dy
+
+
+def summary(dx: np.ndarray, dy: np.ndarray, names: list[str], shifts: Shifts | None = None) -> dict:
     """Per-action shifts and the spreads: most-rightward minus most-leftward scene shift, and
-    the same for down/up (pixels per frame)."""
-    return {
+    the same for down/up (pixels per frame). With `shifts`, also each action's mean shift at
+    each step (`None` where no frame pair counted)."""
+    out = {
         "actions": names,
         "dx": [round(float(v), 3) for v in dx],
         "dy": [round(float(v), 3) for v in dy],
         "spread_x": round(float(dx.max() - dx.min()), 3),
         "spread_y": round(float(dy.max() - dy.min()), 3),
     }
+    if shifts is not None:
+        for key in ("dx_by_step", "dy_by_step"):
+            out[key] = [[None if np.isnan(v) else round(float(v), 2) for v in row] for row in getattr(shifts, key)]
+    return out
 
 
 def game_probe(env_name: str, level_seeds: list[int], action_names: list[str], num_frames: int,
@@ -86,8 +116,8 @@ def game_probe(env_name: str, level_seeds: list[int], action_names: list[str], n
         frames.append(np.stack([f for f, _ in runs]))  # (L T+1 H W 3)
         valid.append(~np.stack([first[1:] for _, first in runs]))  # (L T)
     video = rearrange(torch.from_numpy(np.stack(frames)), "A L T H W c -> A L T c H W")
-    dx, dy = mean_shifts(video, torch.from_numpy(np.stack(valid)))
-    return summary(dx, dy, action_names), np.stack(frames)[0, :, 0]
+    shifts = measure_shifts(video, torch.from_numpy(np.stack(valid)))
+    return summary(shifts.dx, shifts.dy, action_names, shifts), np.stack(frames)[0, :, 0]
 
 
 @torch.no_grad()
@@ -103,9 +133,9 @@ def world_probe(world, starts: torch.Tensor, num_frames: int) -> tuple[dict, tor
         frames += [world.step(a) for _ in range(num_frames)]
         videos.append(torch.stack(frames, dim=1).cpu())  # (L T+1 c H W)
     video = torch.stack(videos)
-    dx, dy = mean_shifts(video)
+    shifts = measure_shifts(video)
     names = [str(a) for a in range(world.num_actions)]
-    return summary(dx, dy, names), video
+    return summary(shifts.dx, shifts.dy, names, shifts), video
 
 
 def compare(game: dict, model: dict) -> dict:

@@ -14,7 +14,9 @@ from genie.control import (
     effective_group,
     game_probe,
     group_contingency,
+    measure_shifts,
     mean_shifts,
+    summary,
     world_probe,
 )
 from genie.motion import phase_shift
@@ -85,6 +87,23 @@ def test_mean_shifts_per_action_skip_invalid_pairs():
     np.testing.assert_allclose(dx[0], (1 + 2 + 1) / 3, atol=0.05)  # only the pairs marked valid
 
 
+def test_shifts_step_by_step_show_where_the_motion_stops():
+    start = _smooth_images(2)
+    # action 0 moves the content 1 px right per frame for two frames, then stands still
+    moving = torch.stack([torch.roll(start, min(t, 2), dims=3) for t in range(5)], dim=1)
+    frames = torch.stack([moving, moving.clone()])  # (A L T+1 c H W)
+    valid = torch.ones(2, 2, 4, dtype=torch.bool)
+    valid[1, :, 3] = False  # no level counts action 1's last step
+    shifts = measure_shifts(frames, valid)
+    np.testing.assert_allclose(shifts.dx_by_step[0], [1, 1, 0, 0], atol=0.05)
+    np.testing.assert_allclose(shifts.dx_by_step[1, :3], [1, 1, 0], atol=0.05)
+    assert np.isnan(shifts.dx_by_step[1, 3])
+    np.testing.assert_allclose(shifts.dx, [0.5, 2 / 3], atol=0.05)  # the overall mean hides the stall
+    out = summary(shifts.dx, shifts.dy, ["a", "b"], shifts)
+    assert out["dx_by_step"][1][3] is None and out["dy_by_step"][0] == [0.0] * 4
+    json.dumps(out, allow_nan=False)  # a report stays valid JSON
+
+
 class RollingWorld:
     """A stand-in world whose action 0 moves the scene left and action 1 moves it down."""
 
@@ -104,6 +123,7 @@ def test_world_probe_holds_each_action_and_measures_the_spread():
     assert video.shape == (2, 3, 7, 3, 64, 64)
     np.testing.assert_allclose(summary["dx"], [-1, 0], atol=0.05)
     np.testing.assert_allclose(summary["dy"], [0, 1], atol=0.05)
+    np.testing.assert_allclose(summary["dx_by_step"], [[-1] * 6, [0] * 6], atol=0.05)
     assert abs(summary["spread_x"] - 1) < 0.1 and abs(summary["spread_y"] - 1) < 0.1
 
 
