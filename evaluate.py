@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     d, t = report["dynamics"], report["tokenizer"]
     print(f"tokenizer PSNR {t['psnr']} dB, SSIM {t['ssim']}; teacher-forced PSNR {d['teacher_forced_psnr']} dB; "
           f"rollout PSNR by t {d['rollout_psnr_by_horizon']}; NMI {report['lam']['nmi_true_actions']}")  # fmt: skip
+    k = d["teacher_forced_tokens"]
+    print(f"teacher-forced tokens: {k['accuracy']:.1%} right; of the {k['changed_share']:.1%} that change, "
+          f"{k['changed_accuracy']:.1%} right and {k['changed_copied']:.1%} copied")  # fmt: skip
     print(f"wrote {args.out}/report.json, confusion.png, rollout_psnr.png, samples.gif")
     return 0
 

@@ -120,11 +120,13 @@ class Evaluator:
         latent = true_actions[:, : T - 1].to(inferred) if self.recorded else inferred  # what drives the dynamics
 
         # --- teacher forcing: real past, one generated frame ---
-        forced = []
+        forced, forced_tokens = [], []
         for t in range(1, T):
             gen = self._generate(tokens[:, :t], latent[:, :t], 1)
             forced.append(tok.decode(gen).float().clamp(-1, 1)[:, :, -1])
+            forced_tokens.append(gen[:, -1])
         forced = torch.stack(forced, dim=2)  # (b c T-1 H W)
+        self._token_counts(torch.stack(forced_tokens, dim=1), tokens)
         self._add("teacher_forced_psnr", frame_psnr(forced, video[:, :, 1:]).mean(1))
         self._add("copy_last_frame_psnr", frame_psnr(video[:, :, :-1], video[:, :, 1:]).mean(1))
         self._add("copy_last_frame_tokens_psnr", frame_psnr(recon[:, :, :-1], video[:, :, 1:]).mean(1))
@@ -152,6 +154,21 @@ class Evaluator:
         for j in range(min(room, b)):
             trio = torch.stack([video[j, :, : k + 1], recon[j, :, : k + 1], self.last_rollout[j]])
             self.examples.append(to_frames(trio).cpu().numpy())  # (3 t H W c)
+
+    def _token_counts(self, generated: torch.Tensor, tokens: torch.Tensor) -> None:
+        """Teacher-forced tokens `generated (b T-1 h w)` against the real `tokens (b T h w)`: how many
+        are right, and on the tokens that changed from the frame before (where a copy is always
+        wrong) how many are right and how many the model copied instead. Every clip has as many
+        tokens, so the ratios of these per-clip means are ratios of the totals."""
+        real, before = tokens[:, 1:], tokens[:, :-1]
+        changed = rearrange(real != before, "b t h w -> b (t h w)").float()
+        right = rearrange(generated == real, "b t h w -> b (t h w)").float()
+        copied = rearrange(generated == before, "b t h w -> b (t h w)").float()
+        self._add("token_right", right.mean(1))
+        self._add("token_changed", changed.mean(1))
+        self._add("token_changed_right", (right * changed).mean(1))
+        self._add("token_copied", copied.mean(1))
+        self._add("token_changed_copied", (copied * changed).mean(1))
 
     def _generate(self, tokens: torch.Tensor, acts: torch.Tensor, n: int) -> torch.Tensor:
         return self.dynamics.generate(tokens, acts, steps=self.steps, temperature=self.temperature, num_frames=n,
@@ -182,6 +199,7 @@ class Evaluator:
                 "copy_first_frame_psnr_by_horizon": self._mean("copy_first_frame_psnr"),
                 "copy_last_frame_tokens_psnr": self._mean("copy_last_frame_tokens_psnr"),
                 "copy_first_frame_tokens_psnr_by_horizon": self._mean("copy_first_frame_tokens_psnr"),
+                "teacher_forced_tokens": self._token_report(),
             },
             "lam": {
                 "nmi_true_actions": round(float(nmi_from_contingency(self.contingency)), 4),
@@ -202,6 +220,22 @@ class Evaluator:
                 },
             }
         return out
+
+
+    def _token_report(self) -> dict:
+        """Token-level teacher forcing: accuracy, the real share of tokens that change from the
+        frame before, how many of those the model gets right and how many it copies instead, and
+        the share of all tokens it copies."""
+        total = {k: float(v) for k, v in self.sums.items() if k.startswith("token_")}  # same count each
+        changed = max(total["token_changed"], 1e-12)
+        n = self.counts["token_right"]
+        return {
+            "accuracy": round(total["token_right"] / n, 4),
+            "changed_share": round(total["token_changed"] / n, 4),
+            "changed_accuracy": round(total["token_changed_right"] / changed, 4),
+            "changed_copied": round(total["token_changed_copied"] / changed, 4),
+            "copied_share": round(total["token_copied"] / n, 4),
+        }
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -121,3 +121,16 @@ def test_no_delta_psnr_below_horizon_four():
     ev = Evaluator(FlatTokenizer(), TrueActions(TRUE), RuleDynamics(), horizon=3)
     ev.update(video, true_actions)
     assert "delta_psnr_t4" not in ev.report()
+
+
+# Of the 6 x 4 transitions of the clips, the 11 with action 1 change the token.
+CHANGED = TRUE.sum().item() / TRUE.numel()
+
+
+def test_token_counts_of_a_perfect_and_a_copying_world_model_by_hand():
+    perfect = _evaluate(RuleDynamics())["dynamics"]["teacher_forced_tokens"]
+    assert perfect == {"accuracy": 1.0, "changed_share": round(CHANGED, 4), "changed_accuracy": 1.0,
+                       "changed_copied": 0.0, "copied_share": round(1 - CHANGED, 4)}  # fmt: skip
+    copying = _evaluate(RuleDynamics(use_actions=False))["dynamics"]["teacher_forced_tokens"]
+    assert copying == {"accuracy": round(1 - CHANGED, 4), "changed_share": round(CHANGED, 4),
+                       "changed_accuracy": 0.0, "changed_copied": 1.0, "copied_share": 1.0}  # fmt: skip
