@@ -12,6 +12,9 @@ Columns (all on the held-out clips of each report; `+` = margin over the baselin
   probe            linear probe latent action -> effective group: fraction of the way from chance
                    to the inverse-dynamics classifier (balanced accuracy); target >= 0.6
   x / y spread     control probe: the model's left-right and up-down spreads over the game's; target >= 0.5
+  chg / chg ok / chg copied
+                   teacher-forced tokens: the real share that changes from the frame before, and of
+                   those the shares the model gets right and copies (reports that predate these: -)
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ def row(report: dict) -> dict:
     rollout, copy0 = d["rollout_psnr_by_horizon"], d["copy_first_frame_tokens_psnr_by_horizon"]
     probe = report.get("probe", {}).get("latent_action", {})
     control = report.get("control", {})
+    tokens = d.get("teacher_forced_tokens", {})
     return {
         "actions": report.get("action_source", "latent"),
         "tf": d["teacher_forced_psnr"],
@@ -41,6 +45,9 @@ def row(report: dict) -> dict:
         "probe": probe.get("balanced_fraction"),
         "x spread": control.get("spread_x_ratio"),
         "y spread": control.get("spread_y_ratio"),
+        "chg": tokens.get("changed_share"),
+        "chg ok": tokens.get("changed_accuracy"),
+        "chg copied": tokens.get("changed_copied"),
     }
 
 

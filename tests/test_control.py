@@ -163,7 +163,11 @@ def test_compare_reports_tabulates_margins_and_refuses_other_files(tmp_path, cap
     (tmp_path / "a" / "report.json").write_text(json.dumps(report))
     assert compare_reports.main([str(tmp_path / "a"), "--markdown", str(tmp_path / "t.md")]) == 0
     line = (tmp_path / "t.md").read_text().splitlines()[2]
-    assert line.startswith("| a | recorded | 25.0 | 23.5 | 1.5 | 22.0 | 22.5 | -0.5 | 1.2 | 0.3 | - | - | 0.4 | 0.7 |")
+    assert line == "| a | recorded | 25.0 | 23.5 | 1.5 | 22.0 | 22.5 | -0.5 | 1.2 | 0.3 | - | - | 0.4 | 0.7 | - | - | - |"
+    report["dynamics"]["teacher_forced_tokens"] = {"changed_share": 0.3, "changed_accuracy": 0.1, "changed_copied": 0.8}
+    (tmp_path / "a" / "report.json").write_text(json.dumps(report))
+    assert compare_reports.main([str(tmp_path / "a"), "--markdown", str(tmp_path / "t.md")]) == 0
+    assert (tmp_path / "t.md").read_text().splitlines()[2].endswith("| 0.4 | 0.7 | 0.3 | 0.1 | 0.8 |")
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "report.json").write_text("{}")
     assert compare_reports.main([str(tmp_path / "b")]) == 2
