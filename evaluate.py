@@ -4,10 +4,11 @@
         --tokenizer_checkpoint runs/tokenizer.tiny/checkpoints/last.ckpt --out eval/tiny
 
 Writes `<out>/report.json` (see `genie.evaluation` for every number), `confusion.png`
-(latent x true action), `rollout_psnr.png` (PSNR by horizon with the copy-frame-0 baseline)
-and `samples.gif` (real | reconstruction | rollout from frame 0). FVD is computed only with
-`--i3d <i3d_torchscript.pt>` (local weights; nothing is downloaded) and reported as not
-computed otherwise.
+(latent x true action), `rollout_psnr.png` (PSNR by horizon with the copy-frame-0 baseline),
+`samples.gif` (real | reconstruction | rollout from frame 0) and, with the control probe,
+`control.png` (each action held from the first two level starts, a row each). FVD is computed
+only with `--i3d <i3d_torchscript.pt>` (local weights; nothing is downloaded) and reported as
+not computed otherwise.
 
 Without `--checkpoint` it evaluates the tokenizer alone, on `--clips` held-out clips of
 `--clip_frames` frames: `<out>/tokenizer_report.json` (PSNR, SSIM, code usage and perplexity,
@@ -34,7 +35,7 @@ from tqdm import tqdm
 from genie import maskgit
 from genie.action import LatentAction
 from genie.checkpoints import CheckpointError
-from genie.control import EFFECTIVE_GROUPS, compare, game_probe, group_contingency, world_probe
+from genie.control import EFFECTIVE_GROUPS, compare, game_probe, group_contingency, probe_grid, world_probe
 from genie.data import ClipDataset, VideoDataModule, to_clip, to_frames, to_video
 from genie.dynamics import DynamicsModel
 from genie.evaluation import Evaluator, evaluate_tokenizer, fvd
@@ -106,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     k = d["teacher_forced_tokens"]
     print(f"teacher-forced tokens: {k['accuracy']:.1%} right; of the {k['changed_share']:.1%} that change, "
           f"{k['changed_accuracy']:.1%} right and {k['changed_copied']:.1%} copied")  # fmt: skip
-    print(f"wrote {args.out}/report.json, confusion.png, rollout_psnr.png, samples.gif")
+    print(f"wrote {args.out}/report.json, confusion.png, rollout_psnr.png, samples.gif"
+          + (", control.png" if "control" in report else ""))
     return 0
 
 
@@ -143,8 +145,9 @@ def run(args: argparse.Namespace) -> dict:
         report["lam"]["effective_groups"] = list(EFFECTIVE_GROUPS)
     if args.probe_clips > 0 and names:
         report["probe"] = _action_probes(args, lam, dm, names)
+    probe_video = None
     if args.probe_levels > 0:
-        report["control"] = _control_probe(args, world, dm, names)
+        report["control"], probe_video = _control_probe(args, world, dm, names)
     report["fvd"] = _fvd(detector, args.i3d, real_videos, fake_videos, args.device)
     report["setup"] = {**{k: v for k, v in vars(args).items() if k != "out"}, "horizon": horizon,
                        "clip_frames": horizon + 1, "seconds": round(time.perf_counter() - start, 1),
@@ -159,13 +162,17 @@ def run(args: argparse.Namespace) -> dict:
         "copy frame 0 through the tokenizer (baseline)": d["copy_first_frame_tokens_psnr_by_horizon"],
     }
     horizon_plot(curves, out / "rollout_psnr.png")
+    if probe_video is not None:  # each action held from the first level starts, a row each
+        save_png(out / "control.png", probe_grid(probe_video))
     rows = [tile(example) for example in ev.examples]  # each: real | reconstruction | rollout
     write_video(out / "samples.gif", upscale(np.concatenate(rows, axis=1), 3), fps=4)
     return report
 
 
-def _control_probe(args: argparse.Namespace, world, dm: VideoDataModule, names: list[str] | None) -> dict:
-    """`genie.control`: each action held from the split's level starts, in the game and in the model."""
+def _control_probe(args: argparse.Namespace, world, dm: VideoDataModule,
+                   names: list[str] | None) -> tuple[dict, torch.Tensor]:  # fmt: skip
+    """`genie.control`: each action held from the split's level starts, in the game and in the model.
+    Returns the summary and the model's frames `(A L T+1 c H W)`."""
     seeds = sorted(json.loads((dm.dir / "splits.json").read_text())["level_seeds"][args.split])[: args.probe_levels]
     if not seeds or not names:
         raise ValueError(f"the control probe needs level seeds and action names in {dm.dir}")
@@ -176,11 +183,12 @@ def _control_probe(args: argparse.Namespace, world, dm: VideoDataModule, names: 
     world.steps, world.temperature = args.steps, args.temperature
     world.generator = torch.Generator(device=args.device).manual_seed(args.seed)
     images = to_video(torch.from_numpy(starts)[:, None])[:, :, 0].to(args.device)  # (L c H W)
-    model, _ = world_probe(world, images, args.probe_frames)
+    model, video = world_probe(world, images, args.probe_frames)
     if world.action_source == "recorded":
         model["actions"] = names
-    return {"levels": len(seeds), "frames": args.probe_frames, "frame_skip": skip, "game": game, "model": model,
-            **compare(game, model)}
+    summary = {"levels": len(seeds), "frames": args.probe_frames, "frame_skip": skip, "game": game, "model": model,
+               **compare(game, model)}  # fmt: skip
+    return summary, video
 
 
 def _action_probes(args: argparse.Namespace, lam: LatentAction, dm: VideoDataModule, names: list[str]) -> dict:

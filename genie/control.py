@@ -138,6 +138,16 @@ def world_probe(world, starts: torch.Tensor, num_frames: int) -> tuple[dict, tor
     return summary(shifts.dx, shifts.dy, names, shifts), video
 
 
+def probe_grid(video: torch.Tensor, levels: int = 2) -> np.ndarray:
+    """The world probe's frames `(A L T+1 c H W)` in [-1, 1] as one image: a row per action of each
+    of the first `levels` level starts, frames left to right, uint8 `(A*l*H, (T+1)*W, c)`.
+
+    What the spreads cannot show: whether an action moves the scene, leaves it where it is, or
+    dissolves it (a blurred average frame also shifts the phase correlation's peak)."""
+    frames = video[:, :levels].permute(0, 1, 2, 4, 5, 3).add(1).mul(127.5).round().clamp(0, 255).byte()
+    return rearrange(frames, "A l t H W c -> (A l H) (t W) c").numpy()
+
+
 def compare(game: dict, model: dict) -> dict:
     """The model's spreads as fractions of the game's."""
     return {

@@ -16,9 +16,11 @@ from genie.control import (
     group_contingency,
     measure_shifts,
     mean_shifts,
+    probe_grid,
     summary,
     world_probe,
 )
+from genie.data import to_frames
 from genie.motion import phase_shift
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,6 +127,11 @@ def test_world_probe_holds_each_action_and_measures_the_spread():
     np.testing.assert_allclose(summary["dy"], [0, 1], atol=0.05)
     np.testing.assert_allclose(summary["dx_by_step"], [[-1] * 6, [0] * 6], atol=0.05)
     assert abs(summary["spread_x"] - 1) < 0.1 and abs(summary["spread_y"] - 1) < 0.1
+    grid = probe_grid(video, levels=2)
+    assert grid.shape == (2 * 2 * 64, 7 * 64, 3) and grid.dtype == np.uint8
+    first = to_frames(video[0, 0].transpose(0, 1)).numpy()  # (T+1 H W c): action 0 from level 0
+    np.testing.assert_array_equal(grid[:64, 64:128], first[1])  # row: action 0, level 0; column: frame 1
+    np.testing.assert_array_equal(grid[3 * 64 :, 6 * 64 :], to_frames(video[1, 1].transpose(0, 1)).numpy()[6])
 
 
 def test_in_the_game_right_scrolls_the_scene_left_and_noop_does_not():

@@ -162,6 +162,7 @@ def test_recorded_actions_drive_the_dynamics_for_the_ceiling(tmp_path, tiny_root
     report = json.loads((tmp_path / "ev" / "report.json").read_text())
     assert report["action_source"] == "recorded" and len(report["control"]["model"]["dx"]) == 15
     assert report["control"]["model"]["actions"] == report["control"]["game"]["actions"]  # the game's buttons
+    assert (tmp_path / "ev" / "control.png").is_file()
     with pytest.raises(CheckpointError, match="15 recorded actions"):
         genie_cli.main(genie_args("fit", "genie.tiny.yaml", tiny_root, tok, tmp_path / "x", *recorded,
                                   "--model.recorded_actions", "9", "--trainer.fast_dev_run", "1"))  # fmt: skip
