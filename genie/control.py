@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from genie.data import to_frames
 from genie.motion import phase_shift
 
 # CoinRun's effective controls: a button combo moves left, right or neither, and jumps or not
@@ -144,7 +145,7 @@ def probe_grid(video: torch.Tensor, levels: int = 2) -> np.ndarray:
 
     What the spreads cannot show: whether an action moves the scene, leaves it where it is, or
     dissolves it (a blurred average frame also shifts the phase correlation's peak)."""
-    frames = video[:, :levels].permute(0, 1, 2, 4, 5, 3).add(1).mul(127.5).round().clamp(0, 255).byte()
+    frames = to_frames(rearrange(video[:, :levels], "A l t c H W -> A l c t H W"))  # (A l t H W c) uint8
     return rearrange(frames, "A l t H W c -> (A l H) (t W) c").numpy()
 
 

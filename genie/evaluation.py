@@ -179,6 +179,21 @@ class Evaluator:
         gen = self._generate(tokens[:, :1], acts, acts.shape[1])
         return self.tokenizer.decode(gen).float().clamp(-1, 1)[:, :, 1:]
 
+    def _token_report(self) -> dict:
+        """Token-level teacher forcing: accuracy, the real share of tokens that change from the
+        frame before, how many of those the model gets right and how many it copies instead, and
+        the share of all tokens it copies."""
+        total = {k: float(v) for k, v in self.sums.items() if k.startswith("token_")}  # same count each
+        changed = max(total["token_changed"], 1e-12)
+        n = self.counts["token_right"]
+        return {
+            "accuracy": round(total["token_right"] / n, 4),
+            "changed_share": round(total["token_changed"] / n, 4),
+            "changed_accuracy": round(total["token_changed_right"] / changed, 4),
+            "changed_copied": round(total["token_changed_copied"] / changed, 4),
+            "copied_share": round(total["token_copied"] / n, 4),
+        }
+
     def report(self) -> dict:
         """The summary: means over clips, per-horizon lists, NMI, action shares."""
         usage = codebook_usage_from_counts(self.code_counts)
@@ -220,22 +235,6 @@ class Evaluator:
                 },
             }
         return out
-
-
-    def _token_report(self) -> dict:
-        """Token-level teacher forcing: accuracy, the real share of tokens that change from the
-        frame before, how many of those the model gets right and how many it copies instead, and
-        the share of all tokens it copies."""
-        total = {k: float(v) for k, v in self.sums.items() if k.startswith("token_")}  # same count each
-        changed = max(total["token_changed"], 1e-12)
-        n = self.counts["token_right"]
-        return {
-            "accuracy": round(total["token_right"] / n, 4),
-            "changed_share": round(total["token_changed"] / n, 4),
-            "changed_accuracy": round(total["token_changed_right"] / changed, 4),
-            "changed_copied": round(total["token_changed_copied"] / changed, 4),
-            "copied_share": round(total["token_copied"] / n, 4),
-        }
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
