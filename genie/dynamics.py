@@ -25,6 +25,7 @@ sampling share the network's one way from tokens to logits: `_embed` -> `_trunk`
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -35,6 +36,7 @@ from torch import nn
 from genie import maskgit
 from genie.attention import SpaceTimeBlock, TimeKV
 from genie.blueprint import Blueprint, BlueprintError, Stack
+from genie.digits import DigitEmbedding, DigitHead
 from genie.generation import FrameSampler, Step  # noqa: F401 (Step: part of this module's API)
 
 # The README's Python example: 4 ST blocks of width 256.
@@ -80,6 +82,13 @@ class DynamicsModel(FrameSampler, nn.Module):
             where the next frame is uncertain (an action whose effect depends on momentum) the
             most likely token of each place is the copy: greedy sampling then renders no motion.
             A weight w > 1 moves that decision toward change, as class weights do for a rare class.
+        factorized: embed each token as the sum of its quantizer digits' embeddings and predict
+            it with one softmax per digit (`genie.digits`) instead of one embedding and one
+            softmax per code: a patch shifted by part of a token takes a code near the old one
+            in most digits, which a V-way softmax treats as unrelated. Needs `token_levels`.
+        token_levels: the tokenizer's quantizer levels (FSQ's `levels`; `[2] * bits` for LFQ),
+            whose mixed-radix digits the token ids are; set by training from the tokenizer
+            checkpoint, as `tok_vocab` is, and used only with `factorized`.
     """
 
     def __init__(
@@ -96,6 +105,8 @@ class DynamicsModel(FrameSampler, nn.Module):
         copy_gate: bool = False,
         action_token: bool = False,
         changed_weight: float = 1.0,
+        factorized: bool = False,
+        token_levels: Sequence[int] | None = None,
     ):
         super().__init__()
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -105,7 +116,13 @@ class DynamicsModel(FrameSampler, nn.Module):
         if changed_weight <= 0:
             raise ValueError(f"changed_weight must be positive, got {changed_weight}")
         self.changed_weight = changed_weight
-        self.tok_embed = nn.Embedding(tok_vocab + 1, embed_dim)  # + the mask id
+        if factorized:
+            if token_levels is None or math.prod(token_levels) != tok_vocab:
+                raise ValueError(f"factorized needs the tokenizer's quantizer levels (token_levels) whose product is "
+                                 f"tok_vocab={tok_vocab}, got {token_levels}")  # fmt: skip
+            self.tok_embed: nn.Module = DigitEmbedding(token_levels, embed_dim)  # the mask id included
+        else:
+            self.tok_embed = nn.Embedding(tok_vocab + 1, embed_dim)  # + the mask id
         self.act_embed = nn.Embedding(act_vocab + 1, embed_dim)  # + "no action" for frame 0
         self.pos_time = nn.Parameter(torch.randn(max_frames, embed_dim) * 0.02)
         self.pos_row = nn.Parameter(torch.randn(max_side, embed_dim) * 0.02)
@@ -120,7 +137,7 @@ class DynamicsModel(FrameSampler, nn.Module):
         if action_every_block:
             self.act_blocks = nn.Parameter(torch.zeros(len(self.blocks), act_vocab + 1, embed_dim))
         self.norm = nn.LayerNorm(embed_dim)
-        self.head = nn.Linear(embed_dim, tok_vocab)
+        self.head = DigitHead(embed_dim, token_levels) if factorized else nn.Linear(embed_dim, tok_vocab)
         self.action_slots = int(action_token)  # tokens in front of each frame's h*w: the action's
         self.act_token = nn.Embedding(act_vocab + 1, embed_dim) if action_token else None
         self.copy_gate = None

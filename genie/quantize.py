@@ -101,6 +101,8 @@ class LFQ(nn.Module):
             raise ValueError(f"lfq_frac_sample must be in (0, 1], got {frac_sample}")
         self.d, self.n = d_codebook, n_codebook
         self.codebook_size = 2**d_codebook
+        # a code's bits are the digits of its index (radix 2, bit 0 least significant), as FSQ's levels
+        self.levels = [2] * d_codebook if n_codebook == 1 else None
         dim = d_codebook * n_codebook  # bits x codebooks wide, not codebook-size wide
         self.proj_in = PointwiseConv3d(in_channels, dim, bias=bias) if in_channels != dim else nn.Identity()
         self.proj_out = PointwiseConv3d(dim, in_channels, bias=bias) if in_channels != dim else nn.Identity()

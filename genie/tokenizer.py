@@ -176,6 +176,12 @@ class VideoTokenizer(nn.Module):
         return self.quantizer.codebook_size
 
     @property
+    def token_levels(self) -> list[int] | None:
+        """Values per quantizer dimension, whose mixed-radix digits (dimension 0 least significant)
+        each token id is: FSQ's levels, `[2] * bits` for one LFQ codebook (None for several)."""
+        return self.quantizer.levels
+
+    @property
     def downsampling(self) -> tuple[int, int]:
         """(time, space) factors from pixels to tokens."""
         return int(1 / self.encoder.time_factor), int(1 / self.encoder.space_factor)

@@ -94,7 +94,7 @@ class World:
 
     @property
     def device(self) -> torch.device:
-        return self.dynamics.head.weight.device
+        return self.dynamics.pos_time.device
 
     @torch.no_grad()
     def reset(self, image: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from genie import maskgit
 from genie.blueprint import BlueprintError
 from genie.dynamics import DynamicsModel
+from helpers.training import last_frame_ce
 
 
 def small(tok_vocab=16, act_vocab=4, max_frames=8, max_side=8, width=32, layers=2):
@@ -78,22 +79,9 @@ def _next_frame_ce(shift: bool, steps: int = 400) -> float:
         return torch.cat([torch.zeros_like(acts[:, :1]), acts[:, :-1]], 1) if shift else acts
 
     torch.manual_seed(0)
-    g = torch.Generator().manual_seed(0)
     desc = (("space-time_attn", {"n_rep": 2, "n_embd": 64, "n_head": 4, "d_head": 16}),)
     model = DynamicsModel(4, 3, desc=desc, embed_dim=64, max_frames=4, max_side=2)
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
-    for _ in range(steps):
-        tokens, acts = _world(32, g)
-        loss = model.compute_loss(tokens, late(acts))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    tokens, acts = _world(256, g)
-    inputs = tokens.clone()
-    inputs[:, -1] = model.mask_id
-    with torch.no_grad():
-        logits = model.eval().logits(inputs, late(acts))[:, -1]
-    return F.cross_entropy(logits.reshape(-1, 4), tokens[:, -1].reshape(-1)).item()
+    return last_frame_ce(model, _world, steps, drive=late)
 
 
 def test_alignment_true_actions_learn_the_world_shifted_actions_cannot():

@@ -50,9 +50,9 @@ class GenieTraining(L.LightningModule):
     Args:
         tokenizer_ckpt_path: checkpoint written by `tokenizer.py fit`.
         lam: the latent action model.
-        dynamics: the dynamics model without its vocabularies and clip length (`tok_vocab`
-            from the tokenizer, `act_vocab` and `max_frames` from the LAM, whose `max_frames`
-            the command line links to `data.num_frames`).
+        dynamics: the dynamics model without its vocabularies and clip length (`tok_vocab` and
+            `token_levels` from the tokenizer, `act_vocab` and `max_frames` from the LAM, whose
+            `max_frames` the command line links to `data.num_frames`).
         lr: peak learning rate (AdamW).
         min_lr: learning rate reached at `trainer.max_steps` (cosine).
         betas: AdamW betas.
@@ -98,7 +98,8 @@ class GenieTraining(L.LightningModule):
         self.lam = lam
         self.recorded = action_source == "recorded"
         actions = recorded_actions if self.recorded else lam.num_actions
-        self.dynamics = dynamics(self.tokenizer.codebook_size, actions, lam.max_frames)
+        self.dynamics = dynamics(self.tokenizer.codebook_size, actions, lam.max_frames,
+                                 token_levels=self.tokenizer.token_levels)
         k = lam.num_actions
         self.register_buffer("action_counts", torch.zeros(k, dtype=torch.long), persistent=False)
         self.register_buffer("contingency", torch.zeros(k, recorded_actions, dtype=torch.long), persistent=False)
