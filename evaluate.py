@@ -65,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--probe_levels", type=int, default=32,
                    help="level starts of the split for the control probe (0: no probe)")
     p.add_argument("--probe_frames", type=int, default=16, help="frames each action is held in the control probe")
+    p.add_argument("--probe_warmup", type=int, default=0,
+                   help="random steps into each level before the control probe starts (0: from the level's first frame)")
     p.add_argument("--probe_clips", type=int, default=512,
                    help="clips of the train split (and as many of the evaluated split) for the action probes (0: none)")
     p.add_argument("--classifier_steps", type=int, default=1500,
@@ -76,7 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("clips", "batch_size", "clip_frames", "steps", "probe_frames"):  # checked before any work
         if getattr(args, name) < 1:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
-    for name in ("probe_levels", "probe_clips", "classifier_steps"):
+    for name in ("probe_levels", "probe_warmup", "probe_clips", "classifier_steps"):
         if getattr(args, name) < 0:
             p.error(f"--{name} must be >= 0 (0: none), got {getattr(args, name)}")
     if args.horizon is not None and args.horizon < 1:
@@ -176,17 +178,19 @@ def _control_probe(args: argparse.Namespace, world, dm: VideoDataModule,
     seeds = sorted(json.loads((dm.dir / "splits.json").read_text())["level_seeds"][args.split])[: args.probe_levels]
     if not seeds or not names:
         raise ValueError(f"the control probe needs level seeds and action names in {dm.dir}")
-    print(f"control probe: {len(seeds)} level starts x {len(names)} game actions x {args.probe_frames} frames")
+    print(f"control probe: {len(seeds)} level starts (+ {args.probe_warmup} random steps) x {len(names)} game actions x {args.probe_frames} frames")
     skip = dm.metadata.get("frame_skip", 1)  # the game steps as the data was recorded
     game, starts = game_probe(dm.metadata["env_name"], seeds, names, args.probe_frames,
-                              dm.metadata.get("distribution_mode", "hard"), frame_skip=skip)  # fmt: skip
+                              dm.metadata.get("distribution_mode", "hard"), frame_skip=skip,
+                              warmup=args.probe_warmup)  # fmt: skip
     world.steps, world.temperature = args.steps, args.temperature
     world.generator = torch.Generator(device=args.device).manual_seed(args.seed)
     images = to_video(torch.from_numpy(starts)[:, None])[:, :, 0].to(args.device)  # (L c H W)
     model, video = world_probe(world, images, args.probe_frames)
     if world.action_source == "recorded":
         model["actions"] = names
-    summary = {"levels": len(seeds), "frames": args.probe_frames, "frame_skip": skip, "game": game, "model": model,
+    summary = {"levels": len(seeds), "frames": args.probe_frames, "frame_skip": skip, "warmup": args.probe_warmup,
+               "game": game, "model": model,
                **compare(game, model)}  # fmt: skip
     return summary, video
 

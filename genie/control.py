@@ -103,9 +103,11 @@ def summary(dx: np.ndarray, dy: np.ndarray, names: list[str], shifts: Shifts | N
 
 
 def game_probe(env_name: str, level_seeds: list[int], action_names: list[str], num_frames: int,
-               distribution_mode: str = "hard", frame_skip: int = 1) -> tuple[dict, np.ndarray]:  # fmt: skip
+               distribution_mode: str = "hard", frame_skip: int = 1, warmup: int = 0) -> tuple[dict, np.ndarray]:  # fmt: skip
     """Hold each recorded action for `num_frames` frames from each level's start, in the game
-    (each `frame_skip` game frames after the one before, as the data was recorded).
+    (each `frame_skip` game frames after the one before, as the data was recorded); with
+    `warmup` > 0, from the frame after that many random steps into the level instead
+    (`genie.record.hold_action`): at a level's start the agent often stands at a wall.
 
     Returns the summary and the start frames `(L H W 3)` uint8 that the world model gets.
     """
@@ -113,7 +115,7 @@ def game_probe(env_name: str, level_seeds: list[int], action_names: list[str], n
 
     frames, valid = [], []
     for a in range(len(action_names)):
-        runs = [hold_action(env_name, seed, a, num_frames, distribution_mode, frame_skip) for seed in level_seeds]
+        runs = [hold_action(env_name, seed, a, num_frames, distribution_mode, frame_skip, warmup) for seed in level_seeds]
         frames.append(np.stack([f for f, _ in runs]))  # (L T+1 H W 3)
         valid.append(~np.stack([first[1:] for _, first in runs]))  # (L T)
     video = rearrange(torch.from_numpy(np.stack(frames)), "A L T H W c -> A L T c H W")

@@ -127,17 +127,24 @@ def record_level(
 
 def hold_action(
     env_name: str, level_seed: int, action: int, num_frames: int, distribution_mode: str = "hard",
-    frame_skip: int = 1,
+    frame_skip: int = 1, warmup: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The level's first frame, then `num_frames` frames with `action` held throughout, each
     `frame_skip` game frames after the one before (as `record_level` records them).
 
     A level's first frame depends on its seed alone (not on the policy's seed), so this starts
-    where a recorded episode of that level starts. Returns `frames (num_frames+1, H, W, 3)` uint8
-    and `first (num_frames+1)` bool: a new life starts at that frame (a death or a finished
-    level restarts it, so the shift into that frame is not the action's doing).
+    where a recorded episode of that level starts. With `warmup` > 0, the start is instead the
+    frame after `warmup` steps of uniformly random buttons drawn from the level's seed: the same
+    for every held action (procgen is deterministic), somewhere inside the level rather than at
+    its start (the agent may still carry the warm-up's momentum for a step or two).
+    Returns `frames (num_frames+1, H, W, 3)` uint8 and `first (num_frames+1)` bool: a new life
+    starts at that frame (a death or a finished level restarts it, so the shift into that frame
+    is not the action's doing).
     """
     env = make_env(env_name, level_seed, distribution_mode, seed=0)
+    for a in np.random.default_rng(level_seed).integers(0, env.ac_space.eltype.n, warmup):
+        for _ in range(frame_skip):
+            env.act(np.array([a], dtype=np.int32))
     frames, first = [], []
     act = np.array([action], dtype=np.int32)
     restarted = False

@@ -154,6 +154,17 @@ def test_the_game_probe_steps_as_the_data_was_recorded():
     assert coarse["spread_x"] > 2 * fine["spread_x"]  # a step of 4 frames moves the scene further
 
 
+def test_a_warmup_starts_every_held_action_from_the_same_frame_inside_the_level():
+    from genie.record import hold_action
+
+    start, _ = hold_action("coinrun", 100000, COINRUN.index("NOOP"), num_frames=2)
+    right, _ = hold_action("coinrun", 100000, COINRUN.index("RIGHT"), num_frames=2, frame_skip=4, warmup=6)
+    left, _ = hold_action("coinrun", 100000, COINRUN.index("LEFT"), num_frames=2, frame_skip=4, warmup=6)
+    np.testing.assert_array_equal(right[0], left[0])  # the warm-up is the level's, not the action's
+    assert not np.array_equal(right[0], start[0])  # 24 game frames of random buttons moved something
+    assert not np.array_equal(right[1:], left[1:])
+
+
 def test_compare_reports_tabulates_margins_and_refuses_other_files(tmp_path, capsys):
     import importlib.util
 
