@@ -20,6 +20,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from einops import rearrange
+from tqdm import tqdm
 
 from genie.data import to_frames
 from genie.motion import phase_shift
@@ -114,7 +115,7 @@ def game_probe(env_name: str, level_seeds: list[int], action_names: list[str], n
     from genie.record import hold_action  # procgen is needed here only
 
     frames, valid = [], []
-    for a in range(len(action_names)):
+    for a in tqdm(range(len(action_names)), desc="control probe, game", unit="action", disable=None):
         runs = [hold_action(env_name, seed, a, num_frames, distribution_mode, frame_skip, warmup) for seed in level_seeds]
         frames.append(np.stack([f for f, _ in runs]))  # (L T+1 H W 3)
         valid.append(~np.stack([first[1:] for _, first in runs]))  # (L T)
@@ -131,7 +132,7 @@ def world_probe(world, starts: torch.Tensor, num_frames: int) -> tuple[dict, tor
     reconstruction).
     """
     videos = []
-    for a in range(world.num_actions):
+    for a in tqdm(range(world.num_actions), desc="control probe, model", unit="action", disable=None):
         frames = [world.reset(starts)]
         frames += [world.step(a) for _ in range(num_frames)]
         videos.append(torch.stack(frames, dim=1).cpu())  # (L T+1 c H W)
