@@ -41,6 +41,26 @@ class FrameGroupNorm(nn.GroupNorm):
         return rearrange(y, "(b t) c h w -> b c t h w", t=t)
 
 
+class TokenLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels of each position on its own: unlike a frame's GroupNorm, a
+    position's output never depends on the rest of the frame. An encoder built from it and
+    1x1 kernels gives each token a function of its own patch only, so a token changes only
+    where its patch's pixels change (a frame-wide norm lets a change anywhere in the frame move
+    every token's features, and with them codes that sit near a rounding boundary)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return rearrange(super().forward(rearrange(x, "b c t h w -> b t h w c")), "b t h w c -> b c t h w")
+
+
+def make_norm(norm: str, num_groups: int, channels: int) -> nn.Module:
+    """`norm="frame"`: GroupNorm per frame (`num_groups` groups); `norm="token"`: LayerNorm per position."""
+    if norm == "frame":
+        return FrameGroupNorm(num_groups, channels)
+    if norm == "token":
+        return TokenLayerNorm(channels)
+    raise ValueError(f"norm must be 'frame' or 'token', got {norm!r}")
+
+
 def frame_conv(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
     """A Conv3d whose kernel has time extent 1 and time stride 1, run as a 2D conv over (b t)
     frames (the same sums). Measured on a 2-core CPU, the tiny preset trains at the same speed
@@ -191,6 +211,7 @@ class ResidualBlock(nn.Module):
         use_causal: pad time on the past side only.
         use_blur: blur-pool for spatial down-sampling (else average pooling).
         num_groups: GroupNorm groups (per frame).
+        norm: "frame" (GroupNorm per frame) or "token" (LayerNorm per position; see `TokenLayerNorm`).
     """
 
     def __init__(
@@ -202,14 +223,15 @@ class ResidualBlock(nn.Module):
         use_causal: bool = True,
         use_blur: bool = False,
         num_groups: int = 8,
+        norm: str = "frame",
     ):
         super().__init__()
         out_channels = out_channels or in_channels
         self.in_channels, self.out_channels = in_channels, out_channels
         self.time_factor, self.space_factor = (1 / f for f in _factors(downsample))
-        self.norm1 = FrameGroupNorm(num_groups, in_channels)
+        self.norm1 = make_norm(norm, num_groups, in_channels)
         self.conv1 = CausalConv3d(in_channels, out_channels, kernel_size, causal=use_causal)
-        self.norm2 = FrameGroupNorm(num_groups, out_channels)
+        self.norm2 = make_norm(norm, num_groups, out_channels)
         self.conv2 = CausalConv3d(out_channels, out_channels, kernel_size, causal=use_causal)
         self.skip = PointwiseConv3d(in_channels, out_channels) if in_channels != out_channels else nn.Identity()
         t, s = _factors(downsample)
@@ -288,8 +310,9 @@ class SpaceTimeUpsample(nn.Module):
 
 
 class ProjOut(nn.Module):
-    """Output projection: per-frame norm, SiLU, then a (causal) conv to `out_channels`
-    (e.g. the quantizer's dimension at the end of an encoder, RGB at the end of a decoder)."""
+    """Output projection: norm (per frame, or per position with `norm="token"`), SiLU, then a
+    (causal) conv to `out_channels` (e.g. the quantizer's dimension at the end of an encoder,
+    RGB at the end of a decoder)."""
 
     def __init__(
         self,
@@ -298,10 +321,11 @@ class ProjOut(nn.Module):
         num_groups: int = 8,
         kernel_size: int | tuple = 3,
         use_causal: bool = True,
+        norm: str = "frame",
     ):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.norm = FrameGroupNorm(num_groups, in_channels)
+        self.norm = make_norm(norm, num_groups, in_channels)
         self.conv = CausalConv3d(in_channels, out_channels, kernel_size, causal=use_causal)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

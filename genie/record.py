@@ -223,7 +223,7 @@ def sample(
         stale.unlink()
     meta = _metadata(env_name, distribution_mode, timeout, seed, command, action_repeat, frame_skip)
     _check_resume(out / METADATA_FILE, meta)
-    _write_json(out / METADATA_FILE, {**meta, **_on_disk(episodes, timeout)})
+    write_json(out / METADATA_FILE, {**meta, **_on_disk(episodes, timeout)})
 
     levels = range(start_level, start_level + num_envs)
     todo = [lv for lv in levels if not episode_path(episodes, lv).exists()]
@@ -240,7 +240,7 @@ def sample(
                 for n in pool.imap_unordered(_record_job, jobs):
                     bar.update(n)
     seconds = time.perf_counter() - start
-    _write_json(out / METADATA_FILE, {**meta, **_on_disk(episodes, timeout)})
+    write_json(out / METADATA_FILE, {**meta, **_on_disk(episodes, timeout)})
     return SampleReport(len(todo), num_envs - len(todo), len(todo) * timeout, seconds)
 
 
@@ -318,7 +318,10 @@ def _on_disk(episodes: Path, timeout: int) -> dict:
     }
 
 
-def _write_json(path: Path, obj: dict) -> None:
+def write_json(path: Path, obj: dict) -> None:
+    """`obj` as JSON at `path` (its folder made if missing), written to a temporary file first so a
+    reader never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2) + "\n")
     os.replace(tmp, path)

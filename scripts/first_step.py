@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from genie.data import to_video  # noqa: E402
 from genie.maskgit import STEPS  # noqa: E402
-from genie.record import env_facts, hold_action  # noqa: E402
+from genie.record import env_facts, hold_action, write_json  # noqa: E402
 from genie.world import load_world  # noqa: E402
 
 
@@ -100,11 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
         report["actions"][name] = row
         print(f"{name:12s} {json.dumps(row)}", flush=True)
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(report, indent=1) + "\n")
-        tmp.replace(out)
+        write_json(Path(args.json), report)
     return report
 
 

@@ -467,3 +467,25 @@ def test_each_tokenizer_preset_states_its_code_width_once(preset):
     fsq = args.get("quantizer") == "fsq"
     width = len(args["fsq_levels"]) if fsq else args.get("d_codebook", 18) * args.get("n_codebook", 1)
     assert tok.encoder.out_channels == tok.decoder.in_channels == width
+
+
+@pytest.mark.parametrize("norm, local", [("token", True), ("frame", False)])
+def test_a_patch_local_encoder_changes_only_the_token_whose_patch_changed(norm, local):
+    """1x1 kernels with a per-position norm: a token is a function of its own patch; with a frame-wide
+    GroupNorm the same change reaches every token through the frame's statistics."""
+    torch.manual_seed(0)
+    k = (1, 1, 1)
+    enc = (
+        ("patchify", {"in_channels": 3, "out_channels": 16, "patch_size": 4}),
+        ("residual", {"in_channels": 16, "kernel_size": k, "norm": norm}),
+        ("proj_out", {"in_channels": 16, "out_channels": "code", "kernel_size": k, "norm": norm}),
+    )
+    dec = (("causal", {"in_channels": "code", "out_channels": 8}), ("spacetime_upsample", {"in_channels": 8, "out_channels": 3, "space_factor": 4}))  # fmt: skip
+    tok = VideoTokenizer(enc, dec, quantizer="fsq", fsq_levels=[8, 5, 5, 5])
+    video = torch.rand(1, 3, 1, 16, 16) * 2 - 1
+    edited = video.clone()
+    edited[..., 4:8, 8:12] = -video[..., 4:8, 8:12]  # one patch: token (1, 2) of the 4x4 grid
+    with torch.no_grad():
+        moved = (tok.encoder(edited) - tok.encoder(video)).abs().amax(dim=1)[0, 0] > 1e-6  # (h w)
+    assert moved[1, 2]
+    assert (moved.sum().item() == 1) == local, moved
