@@ -10,6 +10,12 @@ quadratically as in full attention. The MLP is per token and the norms are per t
 nothing but the temporal attention mixes time, and that is causal (a 3D-conv
 "feed-forward" or a norm over time would leak the future).
 
+Spatial attention can take rotary position angles (`space_angles`, 2D RoPE, Su et al. 2021):
+queries and keys are rotated by their row and column, so a query-key score depends on the two
+tokens' offset and not on where they are. "Take the token one to the right" is then one rule
+for every place of the grid, which is what a scrolling scene asks of the dynamics model; with
+only learned absolute positions it has to be learned place by place.
+
 Attention uses `scaled_dot_product_attention` with its default 1/sqrt(d_head) scale
 (a hand-written `n_head * d_head ** -0.5` scales logits n_head times too much).
 
@@ -72,26 +78,53 @@ class FixedKV(NamedTuple):
     valid: torch.Tensor  # (T,) bool: entries that hold a frame
 
 
+def space_angles(h: int, w: int, d_head: int, slots: int = 0, base: float = 100.0,
+                 device: torch.device | None = None) -> torch.Tensor:  # fmt: skip
+    """Rotary angles `(slots + h*w, d_head // 2)` of a frame's tokens in row-major order: the first
+    half of the pairs turn with the row, the second with the column, at frequencies
+    `base ** (-i / n)`; `slots` tokens in front (action tokens) get angle 0 (no rotation)."""
+    if d_head % 4:
+        raise ValueError(f"2D rotary positions need d_head divisible by 4, got {d_head}")
+    n = d_head // 4
+    freqs = base ** (-torch.arange(n, device=device, dtype=torch.float32) / n)  # (n,)
+    rows = torch.arange(h, device=device, dtype=torch.float32)[:, None, None] * freqs  # (h 1 n)
+    cols = torch.arange(w, device=device, dtype=torch.float32)[None, :, None] * freqs  # (1 w n)
+    angles = torch.cat([rows.expand(h, w, n), cols.expand(h, w, n)], dim=-1).reshape(h * w, 2 * n)
+    return torch.cat([angles.new_zeros(slots, 2 * n), angles])
+
+
+def rotate(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """`x (... k d)` with its pairs (i, i + d/2) turned by `angles (k d/2)` (RoPE's rotate-half form)."""
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention over the second-to-last axis of `(..., k, d)` tokens."""
 
     def __init__(self, n_embd: int, n_head: int, d_head: int, causal: bool = False):
         super().__init__()
-        self.n_head, self.causal = n_head, causal
+        self.n_head, self.d_head, self.causal = n_head, d_head, causal
         self.qkv = nn.Linear(n_embd, 3 * n_head * d_head, bias=False)
         self.out = nn.Linear(n_head * d_head, n_embd, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.attend(x)[0]
+    def forward(self, x: torch.Tensor, angles: torch.Tensor | None = None) -> torch.Tensor:
+        return self.attend(x, angles=angles)[0]
 
-    def attend(self, x: torch.Tensor, past: TimeKV | FixedKV | None = None) -> tuple[torch.Tensor, TimeKV | FixedKV]:
+    def attend(
+        self, x: torch.Tensor, past: TimeKV | FixedKV | None = None, angles: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, TimeKV | FixedKV]:
         """Attention of `x`'s tokens over `past` keys/values followed by their own.
 
         Returns the output and the keys/values of past and new tokens together (the cache
         for the next call). With `causal`, new token i sees every past token and new tokens <= i.
         A `FixedKV` past is only read (the new keys/values are not kept) and is returned as is.
+        `angles (k d/2)`: rotary angles of the k tokens (`space_angles`), applied to queries and keys.
         """
         q, k, v = rearrange(self.qkv(x), "... k (three n d) -> three ... n k d", three=3, n=self.n_head)
+        if angles is not None:
+            q, k = rotate(q, angles), rotate(k, angles)
         n_new = q.shape[-2]
         if isinstance(past, FixedKV):
             return self._attend_fixed(q, k, v, past), past
@@ -184,11 +217,13 @@ class SpaceTimeBlock(nn.Module):
         return rearrange(tokens, "b t (h w) c -> b c t h w", h=h, w=w)
 
     def forward_tokens(
-        self, x: torch.Tensor, ext: torch.Tensor | None = None, past: TimeKV | FixedKV | None = None
-    ) -> tuple[torch.Tensor, TimeKV | FixedKV]:
+        self, x: torch.Tensor, ext: torch.Tensor | None = None, past: TimeKV | FixedKV | None = None,
+        angles: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, TimeKV | FixedKV]:  # fmt: skip
         """`(b t s c)` -> `(b t s c)` and the temporal keys/values of past + these frames.
 
-        With `past`, `x` holds the frames that follow the cached ones.
+        With `past`, `x` holds the frames that follow the cached ones; `angles (s d_head/2)`: the
+        spatial attention's rotary angles (`space_angles`).
         """
         if self.has_ext and (ext is None or ext.shape[:2] != x.shape[:2]):
             got = None if ext is None else tuple(ext.shape)
@@ -196,7 +231,7 @@ class SpaceTimeBlock(nn.Module):
         kv = None
         for step in ("time", "space") if self.transpose else ("space", "time"):
             if step == "space":  # --- spatial attention, within each frame ---
-                x = x + self.space(self.norm_space(x))
+                x = x + self.space(self.norm_space(x), angles)
             else:  # --- causal temporal attention, per location ---
                 y, kv = self._time(x, ext, past)
                 x = x + y

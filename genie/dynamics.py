@@ -34,7 +34,7 @@ from einops import rearrange
 from torch import nn
 
 from genie import maskgit
-from genie.attention import SpaceTimeBlock, TimeKV
+from genie.attention import SpaceTimeBlock, TimeKV, space_angles
 from genie.blueprint import Blueprint, BlueprintError, Stack
 from genie.digits import DigitEmbedding, DigitHead
 from genie.generation import FrameSampler, Step  # noqa: F401 (Step: part of this module's API)
@@ -86,6 +86,9 @@ class DynamicsModel(FrameSampler, nn.Module):
             it with one softmax per digit (`genie.digits`) instead of one embedding and one
             softmax per code: a patch shifted by part of a token takes a code near the old one
             in most digits, which a V-way softmax treats as unrelated. Needs `token_levels`.
+        space_rope: rotary positions (2D RoPE) in every block's spatial attention, on top of the
+            learned absolute ones (`genie.attention.space_angles`): a score depends on two tokens'
+            offset, so shifting the scene by a token is one rule for the whole grid.
         token_levels: the tokenizer's quantizer levels (FSQ's `levels`; `[2] * bits` for LFQ),
             whose mixed-radix digits the token ids are; set by training from the tokenizer
             checkpoint, as `tok_vocab` is, and used only with `factorized`.
@@ -107,6 +110,7 @@ class DynamicsModel(FrameSampler, nn.Module):
         changed_weight: float = 1.0,
         factorized: bool = False,
         token_levels: Sequence[int] | None = None,
+        space_rope: bool = False,
     ):
         super().__init__()
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -133,6 +137,13 @@ class DynamicsModel(FrameSampler, nn.Module):
         if stack.in_channels != embed_dim:
             raise BlueprintError(f"desc: blocks of width {stack.in_channels}, but embed_dim={embed_dim}")
         self.blocks = stack.layers
+        self.rope_dim = None
+        if space_rope:
+            d_heads = {block.space.d_head for block in self.blocks}
+            if len(d_heads) != 1:
+                raise BlueprintError(f"desc: space_rope needs one d_head for every block, got {sorted(d_heads)}")
+            self.rope_dim = d_heads.pop()
+            space_angles(1, 1, self.rope_dim)  # d_head divisible by 4, or a clear error now
         self.act_blocks = None
         if action_every_block:
             self.act_blocks = nn.Parameter(torch.zeros(len(self.blocks), act_vocab + 1, embed_dim))
@@ -194,6 +205,13 @@ class DynamicsModel(FrameSampler, nn.Module):
             return frame
         return torch.cat([self.act_token(actions)[:, :, None] + when, frame], dim=2)
 
+    def _angles(self, h: int, w: int, device: torch.device) -> torch.Tensor | None:
+        """Rotary angles of the spatial attention for a frame of `h x w` tokens after the action
+        tokens, `(a+s d_head/2)`; None without `space_rope`."""
+        if self.rope_dim is None:
+            return None
+        return space_angles(h, w, self.rope_dim, self.action_slots, device=device)
+
     def _block_actions(self, actions: torch.Tensor) -> torch.Tensor | None:
         """What `action_every_block` adds before each block, `(n b t 1 e)` for action ids `(b t)`
         (n blocks); None without it."""
@@ -202,15 +220,17 @@ class DynamicsModel(FrameSampler, nn.Module):
         return rearrange(self.act_blocks[:, actions], "n b t e -> n b t 1 e")
 
     def _trunk(
-        self, x: torch.Tensor, actions: torch.Tensor, past: list[TimeKV] | None = None
-    ) -> tuple[torch.Tensor, list[TimeKV]]:
+        self, x: torch.Tensor, actions: torch.Tensor, past: list[TimeKV] | None = None,
+        angles: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, list[TimeKV]]:  # fmt: skip
         """ST blocks over `(b t s e)` with the frames' action ids `(b t)`, before the head; with
-        `past`, `x` holds the frames after the cached ones. Returns the features and the cache."""
+        `past`, `x` holds the frames after the cached ones; `angles`: `_angles` of the frames' grid.
+        Returns the features and the cache."""
         cache, per_block = [], self._block_actions(actions)
         for i, block in enumerate(self.blocks):
             if per_block is not None:
                 x = x + per_block[i]
-            x, kv = block.forward_tokens(x, past=None if past is None else past[i])
+            x, kv = block.forward_tokens(x, past=None if past is None else past[i], angles=angles)
             cache.append(kv)
         return x, cache
 
@@ -230,7 +250,8 @@ class DynamicsModel(FrameSampler, nn.Module):
         the previous frame's token at each place `(b T s)` and whether there is one `(b T s 1)`."""
         self._check_tokens(tokens)
         actions = self.frame_actions(act_id, tokens.shape[1])
-        x = self._frame_part(self._trunk(self._embed(tokens, actions), actions)[0])
+        angles = self._angles(*tokens.shape[-2:], tokens.device)
+        x = self._frame_part(self._trunk(self._embed(tokens, actions), actions, angles=angles)[0])
         b, t, s, _ = x.shape
         has_previous = (torch.arange(t, device=x.device) > 0)[None, :, None, None].expand(b, t, s, 1)
         if self.copy_gate is None:

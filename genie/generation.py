@@ -12,7 +12,7 @@ The blocks of a round see the cache with fixed shapes (`FixedKV`), so `compile_r
 
 `FrameSampler` is the sampling half of `genie.dynamics.DynamicsModel`, which provides the
 network: `frame_actions`, `logits`, `_embed`, `_open_slots`, `_placement`, `_frame_part`,
-`_block_actions`, `_trunk`, `_head`, `tok_embed`, `blocks`, `mask_id`, `copy_gate`.
+`_block_actions`, `_angles`, `_trunk`, `_head`, `tok_embed`, `blocks`, `mask_id`, `copy_gate`.
 """
 
 from __future__ import annotations
@@ -96,20 +96,20 @@ class FrameSampler:
         """
         b, t, h, w = tokens.shape
         actions = self.frame_actions(act_id, t + 1)  # (b T+1)
-        fixed = None
+        fixed, angles = None, self._angles(h, w, tokens.device)
         if use_cache:
             if cache is None:
                 seen = actions[:, :t]
-                cache = [kv.with_room(room) for kv in self._trunk(self._embed(tokens, seen), seen)[1]]
+                cache = [kv.with_room(room) for kv in self._trunk(self._embed(tokens, seen), seen, angles=angles)[1]]
             # what every MaskGIT round of this frame shares: computed once, not per round
             now = actions[:, t : t + 1]
-            fixed = ([kv.fixed() for kv in cache], self._placement(now, t, h, w), self._block_actions(now))
+            fixed = ([kv.fixed() for kv in cache], self._placement(now, t, h, w), self._block_actions(now), angles)
         logits_fn = partial(self._frame_logits, past=tokens, actions=actions, fixed=fixed)
         frame = maskgit.decode(logits_fn, b, h * w, self.mask_id, steps=steps, temperature=temperature,
                                device=tokens.device, generator=generator)  # fmt: skip
         new = rearrange(frame, "b (h w) -> b 1 h w", h=h)
         if use_cache and extend_cache:  # the finished frame's keys/values, once
-            cache = self._trunk(self._embed(new, actions[:, t : t + 1], t0=t), actions[:, t : t + 1], cache)[1]
+            cache = self._trunk(self._embed(new, actions[:, t : t + 1], t0=t), actions[:, t : t + 1], cache, angles)[1]
         return Step(torch.cat([tokens, new], dim=1), cache if use_cache and extend_cache else None)
 
     def _frame_logits(
@@ -119,12 +119,12 @@ class FrameSampler:
         *,
         past: torch.Tensor,
         actions: torch.Tensor,
-        fixed: tuple[list[FixedKV], torch.Tensor, torch.Tensor | None] | None,
+        fixed: tuple[list[FixedKV], torch.Tensor, torch.Tensor | None, torch.Tensor | None] | None,
     ) -> torch.Tensor:
         """Logits `(b m V)` at `positions (b m)` of the frame `(b s)` that follows `past (b t h w)`.
 
-        With `fixed` (the keys/values of `past` as `FixedKV`s, the new frame's placement and its
-        per-block actions), only the new frame runs through the blocks, and only the m requested
+        With `fixed` (the keys/values of `past` as `FixedKV`s, the new frame's placement, its
+        per-block actions and its rotary angles), only the new frame runs through the blocks, and only the m requested
         positions go through the output head; without, these are the training logits.
         """
         t, h = past.shape[1], past.shape[2]
@@ -132,7 +132,7 @@ class FrameSampler:
             new = rearrange(frame, "b (h w) -> b 1 h w", h=h)
             logits = self.logits(torch.cat([past, new], dim=1), actions[:, 1 : t + 1])[:, -1]  # (b s V)
             return torch.gather(logits, 1, positions[..., None].expand(-1, -1, logits.shape[-1]))
-        x = self._frame_part(self._round(frame, fixed[1], fixed[0], fixed[2]))  # (b s e)
+        x = self._frame_part(self._round(frame, fixed[1], fixed[0], fixed[2], fixed[3]))  # (b s e)
         x = torch.gather(x, 1, positions[..., None].expand(-1, -1, x.shape[-1]))  # (b m e)
         if self.copy_gate is None:
             return self._head(x)
@@ -140,22 +140,24 @@ class FrameSampler:
         return self._head(x, previous)
 
     def _round(
-        self, frame: torch.Tensor, placement: torch.Tensor, past: list[FixedKV], per_block: torch.Tensor | None
-    ) -> torch.Tensor:
+        self, frame: torch.Tensor, placement: torch.Tensor, past: list[FixedKV], per_block: torch.Tensor | None,
+        angles: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         """`_round_eager`, compiled when `compile_rounds` was called and compiling works here."""
         if self._compiled_round is not None:
             try:
-                return self._compiled_round(frame, placement, past, per_block)
+                return self._compiled_round(frame, placement, past, per_block, angles)
             except _COMPILER_FAILURES as e:  # e.g. no C++ compiler for inductor: the same round, uncompiled
                 first = (str(e).strip().splitlines() or [""])[0][:200]
                 log.warning("torch.compile of the MaskGIT round failed (%s: %s); running it uncompiled",
                             type(e).__name__, first)  # fmt: skip
                 self._compiled_round = None
-        return self._round_eager(frame, placement, past, per_block)
+        return self._round_eager(frame, placement, past, per_block, angles)
 
     def _round_eager(
-        self, frame: torch.Tensor, placement: torch.Tensor, past: list[FixedKV], per_block: torch.Tensor | None
-    ) -> torch.Tensor:
+        self, frame: torch.Tensor, placement: torch.Tensor, past: list[FixedKV], per_block: torch.Tensor | None,
+        angles: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         """Features `(b a+s e)` of a partly masked new frame `(b s)` (and its action tokens) over the cached past.
 
         This is all of a MaskGIT round but the head and the sampler (whose size changes as tokens
@@ -166,7 +168,7 @@ class FrameSampler:
         for i, (block, kv) in enumerate(zip(self.blocks, past)):
             if per_block is not None:
                 x = x + per_block[i]
-            x = block.forward_tokens(x, past=kv)[0]
+            x = block.forward_tokens(x, past=kv, angles=angles)[0]
         return x[:, 0]
 
     def compile_rounds(self, mode: str | None = None) -> FrameSampler:
