@@ -91,7 +91,8 @@ def stability(tokenizer: VideoTokenizer, pairs: np.ndarray, threshold: float, ba
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     pairs = frame_pairs(Path(args.root) / args.env_name.lower() / args.split, args.pairs)
-    report = {"root": args.root, "split": args.split, "pairs": len(pairs), "threshold": args.threshold, "tokenizers": {}}
+    report = {"root": args.root, "split": args.split, "pairs": len(pairs), "threshold": args.threshold,
+              "tokenizers": {}}  # fmt: skip
     for path in args.tokenizer_checkpoint:
         tokenizer = VideoTokenizer.from_checkpoint(path).eval()
         row = stability(tokenizer, pairs, args.threshold, args.batch_size)

@@ -37,7 +37,8 @@ def test_a_patch_local_tokenizer_changes_no_token_where_its_patch_is_still(tmp_p
     assert json.loads(out.read_text()) == report and report["pairs"] == 64
     a, b = report["tokenizers"][local], report["tokenizers"][wide]
     assert a["patches_changed"] == b["patches_changed"] > 0  # the same frames under both
-    assert a["changed_where_still"] == 0 < b["changed_where_still"]  # identical pixels, same code; the frame norm reaches them
+    # identical pixels, the same code; a frame-wide norm reaches them from elsewhere
+    assert a["changed_where_still"] == 0 < b["changed_where_still"]
     assert a["tokens_changed"] <= a["patches_changed"]
     none = main(["--tokenizer_checkpoint", local, "--root", str(tiny_root), "--pairs", "8", "--threshold", "255"])
     assert none["tokenizers"][local]["patches_changed"] == 0  # no pixel moves by more than 255

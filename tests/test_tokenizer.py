@@ -480,7 +480,8 @@ def test_a_patch_local_encoder_changes_only_the_token_whose_patch_changed(norm, 
         ("residual", {"in_channels": 16, "kernel_size": k, "norm": norm}),
         ("proj_out", {"in_channels": 16, "out_channels": "code", "kernel_size": k, "norm": norm}),
     )
-    dec = (("causal", {"in_channels": "code", "out_channels": 8}), ("spacetime_upsample", {"in_channels": 8, "out_channels": 3, "space_factor": 4}))  # fmt: skip
+    dec = (("causal", {"in_channels": "code", "out_channels": 8}),
+           ("spacetime_upsample", {"in_channels": 8, "out_channels": 3, "space_factor": 4}))  # fmt: skip
     tok = VideoTokenizer(enc, dec, quantizer="fsq", fsq_levels=[8, 5, 5, 5])
     video = torch.rand(1, 3, 1, 16, 16) * 2 - 1
     edited = video.clone()
