@@ -12,7 +12,10 @@ down-sampling; a patch "changed" when any of its pixel values moved by more than
 - `patches_changed`: the share of patches whose pixels changed;
 - `changed_where_still`: among patches that did not change, the share whose token did (0 for a
   tokenizer whose token is a function of its own patch);
-- `changed_where_moved`: among patches that changed, the share whose token did.
+- `changed_where_moved`: among patches that changed, the share whose token did;
+- `changed_found_nearby`: among changed tokens, the share equal to a token of the earlier frame
+  within one place (the 3x3 neighbourhood): the most a "copy from a neighbour" rule, which is how
+  a scroll of a whole token would look, could get right.
 
 A dynamics model predicting the next frame's tokens has to explain every changed token; the ones
 that change where nothing changed are noise it cannot predict from the frame's content.
@@ -27,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from tqdm import tqdm
 
@@ -69,7 +73,8 @@ def frame_pairs(split_dir: Path, pairs: int) -> np.ndarray:
 @torch.no_grad()
 def stability(tokenizer: VideoTokenizer, pairs: np.ndarray, threshold: float, batch_size: int) -> dict:
     _, s = tokenizer.downsampling
-    totals = np.zeros(5)  # tokens changed, patches changed, still patches, changed where still, changed where moved
+    # tokens changed, patches changed, still patches, changed where still, changed where moved, found nearby
+    totals = np.zeros(6)
     for i in tqdm(range(0, len(pairs), batch_size), desc="pairs", unit="batch", leave=False):
         frames = torch.from_numpy(pairs[i : i + batch_size])  # (b 2 h w c)
         tokens = tokenizer.tokenize(to_video(frames)).indices  # (b 2 h' w')
@@ -77,14 +82,21 @@ def stability(tokenizer: VideoTokenizer, pairs: np.ndarray, threshold: float, ba
         diff = (frames[:, 1].int() - frames[:, 0].int()).abs()  # (b h w c)
         patch = rearrange(diff, "b (h ph) (w pw) c -> b h w (ph pw c)", ph=int(s), pw=int(s)).amax(-1) > threshold
         still = ~patch
+        nearby = torch.zeros_like(token_changed)
+        padded = F.pad(tokens[:, 0], (1, 1, 1, 1), value=-1)  # (b h'+2 w'+2), -1 matches no token
+        h, w = tokens.shape[-2:]
+        for dy in range(3):
+            for dx in range(3):
+                nearby |= padded[:, dy : dy + h, dx : dx + w] == tokens[:, 1]
         totals += [token_changed.sum(), patch.sum(), still.sum(), (token_changed & still).sum(),
-                   (token_changed & patch).sum()]  # fmt: skip
+                   (token_changed & patch).sum(), (token_changed & nearby).sum()]  # fmt: skip
     n = pairs.shape[0] * token_changed[0].numel()
     return {
         "tokens_changed": round(totals[0] / n, 3),
         "patches_changed": round(totals[1] / n, 3),
         "changed_where_still": round(totals[3] / max(totals[2], 1), 3),
         "changed_where_moved": round(totals[4] / max(totals[1], 1), 3),
+        "changed_found_nearby": round(totals[5] / max(totals[0], 1), 3),
     }
 
 

@@ -2,6 +2,8 @@
 
 import json
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -40,6 +42,7 @@ def test_a_patch_local_tokenizer_changes_no_token_where_its_patch_is_still(tmp_p
     # identical pixels, the same code; a frame-wide norm reaches them from elsewhere
     assert a["changed_where_still"] == 0 < b["changed_where_still"]
     assert a["tokens_changed"] <= a["patches_changed"]
+    assert all(0 <= row["changed_found_nearby"] <= 1 for row in (a, b))
     none = main(["--tokenizer_checkpoint", local, "--root", str(tiny_root), "--pairs", "8", "--threshold", "255"])
     assert none["tokenizers"][local]["patches_changed"] == 0  # no pixel moves by more than 255
 
@@ -48,3 +51,19 @@ def test_a_missing_split_is_one_clear_error(tmp_path):
     main = load_script("scripts/token_stability.py", "token_stability_script").main
     with pytest.raises(SystemExit, match="no packed split"):
         main(["--tokenizer_checkpoint", "x.ckpt", "--root", str(tmp_path)])
+
+
+def test_a_scroll_by_a_whole_token_is_found_nearby(tmp_path):
+    """Frames that scroll by one 4-pixel patch: a patch-local tokenizer's changed tokens are all
+    copies of a neighbour in the earlier frame (the edge column, new content, aside)."""
+    main = load_script("scripts/token_stability.py", "token_stability_script").main
+    g = torch.Generator().manual_seed(0)
+    scene = torch.randint(0, 256, (4, 64, 80, 3), generator=g, dtype=torch.uint8)
+    frames = torch.stack([scene[:, :, 4:68], scene[:, :, 0:64]], dim=1).reshape(8, 64, 64, 3)  # pairs (t, t+1)
+    split = tmp_path / "data" / "coinrun" / "test"
+    split.mkdir(parents=True)
+    np.save(split / "frames.npy", frames.numpy())
+    np.save(split / "firsts.npy", np.array([1, 0] * 4, dtype=bool))
+    local = _tokenizer(tmp_path / "local.ckpt", (1, 1, 1), "token")
+    row = main(["--tokenizer_checkpoint", local, "--root", str(tmp_path / "data")])["tokenizers"][local]
+    assert row["tokens_changed"] > 0.5 and row["changed_found_nearby"] >= 15 / 16 - 0.02, row
