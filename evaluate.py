@@ -38,7 +38,7 @@ from genie.checkpoints import CheckpointError
 from genie.control import EFFECTIVE_GROUPS, compare, game_probe, group_contingency, probe_grid, world_probe
 from genie.data import ClipDataset, VideoDataModule, to_clip, to_frames, to_video
 from genie.dynamics import DynamicsModel
-from genie.evaluation import Evaluator, evaluate_tokenizer, fvd
+from genie.evaluation import RENDERS, Evaluator, evaluate_tokenizer, fvd
 from genie.media import save_png, tile, upscale, write_video
 from genie.metrics import nmi_from_contingency
 from genie.plots import confusion_plot, horizon_plot
@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=maskgit.STEPS, help="MaskGIT rounds per frame")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--render", default="tokens", choices=RENDERS,
+                   help="generated frames decoded from their sampled tokens (Genie) or from each token's expected "
+                        "code under the model's distribution (the next frames are still predicted from the tokens)")
     p.add_argument("--probe_levels", type=int, default=32,
                    help="level starts of the split for the control probe (0: no probe)")
     p.add_argument("--probe_frames", type=int, default=16, help="frames each action is held in the control probe")
@@ -119,7 +122,8 @@ def run(args: argparse.Namespace) -> dict:
     if not args.checkpoint:
         return run_tokenizer(args, start)
     detector = load_i3d(args.i3d, args.device) if args.i3d else None  # before the work whose FVD it is
-    world = load_world(args.checkpoint, args.tokenizer_checkpoint, args.device)  # checks they belong together
+    world = load_world(args.checkpoint, args.tokenizer_checkpoint, args.device,
+                       render=args.render)  # checks they belong together
     lam = LatentAction.from_checkpoint(args.checkpoint, map_location=args.device).to(args.device)
     dynamics: DynamicsModel = world.dynamics
     horizon = args.horizon or min(dynamics.max_frames, lam.max_frames) - 1
@@ -132,7 +136,7 @@ def run(args: argparse.Namespace) -> dict:
     true_actions = len(names) if names else PROCGEN_ACTIONS
     ev = Evaluator(world.tokenizer, lam, dynamics, horizon=horizon, num_true_actions=true_actions,
                    steps=args.steps, temperature=args.temperature, generator=generator,
-                   action_source=world.action_source)  # fmt: skip
+                   action_source=world.action_source, render=args.render)  # fmt: skip
     real_videos, fake_videos = [], []
     for batch in tqdm(loader, desc=f"evaluating {args.split}", unit="batch", disable=None):
         clip = to_clip(batch._replace(frames=batch.frames.to(args.device), actions=batch.actions.to(args.device)))

@@ -48,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=maskgit.STEPS, help="MaskGIT rounds per frame (Genie: 25)")
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 is greedy")
     p.add_argument("--seed", type=int, default=0, help="random seed of the sampling")
+    p.add_argument("--render", default="tokens", choices=("tokens", "expected"),
+                   help="show each frame's sampled tokens (Genie) or each token's expected code under the model")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     p.add_argument("--batch", action="store_true", help="one rollout per latent action, side by side")
     p.add_argument(
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         generator = torch.Generator(device=args.device).manual_seed(args.seed)
         world = load_world(
             checkpoint, tokenizer_checkpoint, args.device, steps=args.steps, temperature=args.temperature,
-            generator=generator, compile=args.compile,
+            generator=generator, compile=args.compile, render=args.render,
         )  # fmt: skip
         image = load_image(image_path, world.frame_shape).to(args.device)
         if args.interactive:

@@ -41,6 +41,7 @@ from genie.record import PROCGEN_ACTIONS
 from genie.tokenizer import VideoTokenizer
 
 DELTA_T = 4  # Genie reports Delta_t PSNR at t = 4
+RENDERS = ("tokens", "expected")  # how generated frames become pixels (`Evaluator`'s `render`)
 
 
 def frame_psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -60,6 +61,10 @@ class Evaluator:
         examples: clips kept for the side-by-side GIF.
         action_source: `latent` (rollouts driven by the LAM's actions) or `recorded` (by the
             recorded actions: a dynamics model trained on them, the ground-truth ceiling).
+        render: how generated frames become pixels: `tokens` (the decoder reads the sampled
+            tokens, as in Genie) or `expected` (it reads each token's expected code under the
+            distribution it was sampled from, `DynamicsModel.generate_expected`; the next frames
+            are still predicted from the sampled tokens).
     """
 
     def __init__(
@@ -74,7 +79,10 @@ class Evaluator:
         generator: torch.Generator | None = None,
         examples: int = 4,
         action_source: str = "latent",
+        render: str = "tokens",
     ):
+        if render not in RENDERS:
+            raise ValueError(f"render must be one of {RENDERS}, got {render!r}")
         if horizon < 1 or horizon + 1 > min(dynamics.max_frames, lam.max_frames):
             raise ValueError(
                 f"horizon {horizon} needs {horizon + 1} frames; the models take at most "
@@ -84,6 +92,7 @@ class Evaluator:
         self.horizon, self.steps, self.temperature, self.generator = horizon, steps, temperature, generator
         self.num_examples = examples
         self.recorded = action_source == "recorded"
+        self.values = tokenizer.code_table() if render == "expected" else None  # (V d)
         K, V = lam.num_actions, tokenizer.codebook_size
         self.contingency = torch.zeros(K, num_true_actions, dtype=torch.long)
         self.code_counts = torch.zeros(V, dtype=torch.float64)
@@ -122,8 +131,8 @@ class Evaluator:
         # --- teacher forcing: real past, one generated frame ---
         forced, forced_tokens = [], []
         for t in range(1, T):
-            gen = self._generate(tokens[:, :t], latent[:, :t], 1)
-            forced.append(tok.decode(gen).float().clamp(-1, 1)[:, :, -1])
+            gen, pixels = self._generate(tokens[:, :t], latent[:, :t], 1)
+            forced.append(pixels[:, :, -1])
             forced_tokens.append(gen[:, -1])
         forced = torch.stack(forced, dim=2)  # (b c T-1 H W)
         self._token_counts(torch.stack(forced_tokens, dim=1), tokens)
@@ -170,14 +179,21 @@ class Evaluator:
         self._add("token_copied", copied.mean(1))
         self._add("token_changed_copied", (copied * changed).mean(1))
 
-    def _generate(self, tokens: torch.Tensor, acts: torch.Tensor, n: int) -> torch.Tensor:
-        return self.dynamics.generate(tokens, acts, steps=self.steps, temperature=self.temperature, num_frames=n,
-                                      generator=self.generator)  # fmt: skip
+    def _generate(self, tokens: torch.Tensor, acts: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """`n` frames after `tokens (b T h w)`: all `T+n` frames' tokens and their pixels `(b c T+n H W)`,
+        the new frames rendered as `render` says."""
+        kw = dict(steps=self.steps, temperature=self.temperature, num_frames=n, generator=self.generator)
+        if self.values is None:
+            gen = self.dynamics.generate(tokens, acts, **kw)
+            return gen, self.tokenizer.decode(gen).float().clamp(-1, 1)
+        out = self.dynamics.generate_expected(tokens, acts, self.values, **kw)
+        past = rearrange(self.values[tokens], "b t h w d -> b d t h w")
+        codes = torch.cat([past, out.expected.to(past)], dim=2)
+        return out.tokens, self.tokenizer.decode(codes).float().clamp(-1, 1)
 
     def _rollout(self, tokens: torch.Tensor, acts: torch.Tensor) -> torch.Tensor:
         """Frames 1..n `(b c n H W)` generated from real frame 0 with `acts (b n)`, decoded."""
-        gen = self._generate(tokens[:, :1], acts, acts.shape[1])
-        return self.tokenizer.decode(gen).float().clamp(-1, 1)[:, :, 1:]
+        return self._generate(tokens[:, :1], acts, acts.shape[1])[1][:, :, 1:]
 
     def _token_report(self) -> dict:
         """Token-level teacher forcing: accuracy, the real share of tokens that change from the
@@ -201,6 +217,7 @@ class Evaluator:
         out = {
             "clips": self.counts.get("tokenizer_psnr", 0),
             "action_source": "recorded" if self.recorded else "latent",
+            "render": "tokens" if self.values is None else "expected",
             "tokenizer": {
                 "psnr": self._mean("tokenizer_psnr"),
                 "ssim": self._mean("tokenizer_ssim"),

@@ -1,7 +1,7 @@
 """Sampling frames from a dynamics model: MaskGIT decoding of one frame at a time (Genie Sec. 2.1).
 
 Shape legend: b batch, t/T frames, h w token grid, s = h * w, m masked positions, e model width,
-V codebook size.
+V codebook size, d code dimensions (quantizer dimensions).
 
 Causal temporal attention means the keys/values of past frames do not change while the new frame
 is refined, so they are computed once (`TimeKV` cache) and each MaskGIT round runs one frame.
@@ -40,6 +40,12 @@ _COMPILER_FAILURES = (torch._dynamo.exc.TorchDynamoException, torch._inductor.ex
 class Step(NamedTuple):
     tokens: torch.Tensor  # (b T+1 h w): the context and the new frame
     cache: list[TimeKV] | None  # temporal keys/values of those T+1 frames, for the next step
+    expected: torch.Tensor | None = None  # (b d 1 h w): the new frame's expected codes, with `values`
+
+
+class Generated(NamedTuple):
+    tokens: torch.Tensor  # (b T+n h w): the context and the n new frames
+    expected: torch.Tensor  # (b d n h w): the new frames' expected codes (`maskgit.decode`'s `values`)
 
 
 class FrameSampler:
@@ -64,16 +70,41 @@ class FrameSampler:
         columns (`(b, T)` as the README's API passes it, for one frame). `temperature=0` decodes greedily.
         `use_cache=False` recomputes every past frame at every MaskGIT round (for comparison).
         """
+        return self._generate(tokens, act_id, steps, temperature, num_frames, use_cache, generator, None).tokens
+
+    @torch.no_grad()
+    def generate_expected(
+        self,
+        tokens: torch.Tensor,
+        act_id: torch.Tensor,
+        values: torch.Tensor,
+        steps: int = maskgit.STEPS,
+        temperature: float = 1.0,
+        num_frames: int = 1,
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> Generated:
+        """`generate`, and for every new token its expected code under the distribution it was
+        sampled from: `values (V d)` is the tokenizer's code of each id (`VideoTokenizer.code_table`).
+
+        The tokens (what the next frames are predicted from) are those of `generate`; the expected
+        codes are what a decoder can show instead: where the model is unsure whether a patch moved,
+        the mean of the candidate codes rather than one of them (often the unmoved one).
+        """
+        return self._generate(tokens, act_id, steps, temperature, num_frames, use_cache, generator, values)
+
+    def _generate(self, tokens, act_id, steps, temperature, num_frames, use_cache, generator, values) -> Generated:
         self._check_tokens(tokens)
         t = tokens.shape[1]
         self.frame_actions(act_id, t + num_frames)  # checks act_id covers every new frame
-        cache = None
+        cache, expected = None, []
         for k in range(num_frames):
             more = use_cache and k + 1 < num_frames  # the last frame's keys/values are not needed
             step = self.step(tokens, act_id, cache, steps=steps, temperature=temperature, generator=generator,
-                             use_cache=use_cache, extend_cache=more, room=num_frames)
+                             use_cache=use_cache, extend_cache=more, room=num_frames, values=values)
             tokens, cache = step.tokens, step.cache
-        return tokens
+            expected.append(step.expected)
+        return Generated(tokens, torch.cat(expected, dim=2) if values is not None and expected else None)
 
     @torch.no_grad()
     def step(
@@ -87,12 +118,14 @@ class FrameSampler:
         use_cache: bool = True,
         extend_cache: bool = True,
         room: int = 1,
+        values: torch.Tensor | None = None,
     ) -> Step:
         """One new frame after `tokens (b T h w)`, driven by `act_id[:, T-1]`.
 
         Returns the `T+1` frames and, for the next call, the keys/values of all of them. Pass
         `cache=None` the first time (or after changing `tokens` other than by this method):
         the context is then run once with `room` frames of space reserved for what follows.
+        With `values (V d)`, also the new frame's expected codes (`generate_expected`).
         """
         b, t, h, w = tokens.shape
         actions = self.frame_actions(act_id, t + 1)  # (b T+1)
@@ -105,12 +138,14 @@ class FrameSampler:
             now = actions[:, t : t + 1]
             fixed = ([kv.fixed() for kv in cache], self._placement(now, t, h, w), self._block_actions(now), angles)
         logits_fn = partial(self._frame_logits, past=tokens, actions=actions, fixed=fixed)
-        frame = maskgit.decode(logits_fn, b, h * w, self.mask_id, steps=steps, temperature=temperature,
-                               device=tokens.device, generator=generator)  # fmt: skip
+        frame, expected = maskgit.decode(logits_fn, b, h * w, self.mask_id, steps=steps, temperature=temperature,
+                                         device=tokens.device, generator=generator, values=values)  # fmt: skip
         new = rearrange(frame, "b (h w) -> b 1 h w", h=h)
+        if expected is not None:
+            expected = rearrange(expected, "b (h w) d -> b d 1 h w", h=h)
         if use_cache and extend_cache:  # the finished frame's keys/values, once
             cache = self._trunk(self._embed(new, actions[:, t : t + 1], t0=t), actions[:, t : t + 1], cache, angles)[1]
-        return Step(torch.cat([tokens, new], dim=1), cache if use_cache and extend_cache else None)
+        return Step(torch.cat([tokens, new], dim=1), cache if use_cache and extend_cache else None, expected)
 
     def _frame_logits(
         self,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 
@@ -61,6 +62,11 @@ def sample_categorical(probs: torch.Tensor, generator: torch.Generator | None = 
     return torch.searchsorted(cdf, u, side="right")[..., 0].clamp_(max=probs.shape[-1] - 1)
 
 
+class Decoded(NamedTuple):
+    tokens: torch.Tensor  # (b s) ids
+    expected: torch.Tensor | None  # (b s d): each token's expected value (see `decode`), or None
+
+
 def decode(
     logits_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     b: int,
@@ -70,8 +76,9 @@ def decode(
     temperature: float = 1.0,
     device: torch.device | str = "cpu",
     generator: torch.Generator | None = None,
-) -> torch.Tensor:
-    """Fill one frame of `s` tokens from all-masked in `steps` rounds; returns `(b s)` ids.
+    values: torch.Tensor | None = None,
+) -> Decoded:
+    """Fill one frame of `s` tokens from all-masked in `steps` rounds; returns the `(b s)` ids.
 
     Each round calls `logits_fn(frame (b s), positions (b m))`, which returns the logits
     `(b m V)` of the m still-masked positions (every row has the same m), samples them (argmax
@@ -81,12 +88,18 @@ def decode(
     disguise); at least one token is committed per round and none is masked after the last.
     Only masked positions are projected to the vocabulary and sampled: on average a third of
     the tokens are already committed, and their logits would be thrown away.
+
+    `values (V d)`: a vector per token id (the tokenizer's quantizer codes). With it, each
+    token also gets its expected vector under the (untempered) distribution of the round that
+    committed it, `sum_v p(v) values[v]`: where the model is unsure between codes, the mean of
+    their codes instead of one of them (`Decoded.expected`).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     if not temperature >= 0:  # a negative one would sample the least likely tokens
         raise ValueError(f"temperature must be >= 0 (0 is greedy), got {temperature}")
     frame = torch.full((b, s), mask_id, dtype=torch.long, device=device)
+    expected = None if values is None else torch.zeros(b, s, values.shape[-1], device=device)
     positions = torch.arange(s, device=device).expand(b, s)  # (b m) still masked
     for i in range(steps):
         logits = logits_fn(frame, positions).float()  # (b m V)
@@ -102,8 +115,12 @@ def decode(
         keep = 0 if i == steps - 1 else max(min(math.floor(s * cosine_schedule((i + 1) / steps)), m - 1), 0)
         order = confidence.argsort(dim=1)  # least confident first: those stay masked
         commit = order[:, keep:]
-        frame = frame.scatter(1, positions.gather(1, commit), sampled.gather(1, commit))
+        where = positions.gather(1, commit)  # (b c) committed this round
+        frame = frame.scatter(1, where, sampled.gather(1, commit))
+        if expected is not None:
+            mean = probs.gather(1, commit[..., None].expand(-1, -1, probs.shape[-1])) @ values.to(probs)  # (b c d)
+            expected = expected.scatter(1, where[..., None].expand_as(mean), mean)
         positions = positions.gather(1, order[:, :keep])
         if keep == 0:
             break
-    return frame
+    return Decoded(frame, expected)

@@ -181,6 +181,12 @@ class VideoTokenizer(nn.Module):
         each token id is: FSQ's levels, `[2] * bits` for one LFQ codebook (None for several)."""
         return self.quantizer.levels
 
+    def code_table(self) -> torch.Tensor:
+        """`(V d)`: the quantizer's code of every token id, what `decode` reads for each (the
+        `values` of `DynamicsModel.generate_expected`, whose means `decode` also accepts)."""
+        ids = torch.arange(self.codebook_size, device=next(self.parameters()).device)
+        return rearrange(self.quantizer.indices_to_codes(ids.view(1, 1, 1, -1)), "1 d 1 1 v -> v d")
+
     @property
     def downsampling(self) -> tuple[int, int]:
         """(time, space) factors from pixels to tokens."""

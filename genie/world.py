@@ -53,6 +53,9 @@ class World:
             dynamics model trained on the game's own actions, e.g. CoinRun's 15 button combos).
         game_frames_per_step: how many game frames one generated frame stands for (the frame
             skip of the data it was trained on; recorded in its checkpoint).
+        render: what the decoder shows of a new frame: `tokens` (its sampled tokens, Genie) or
+            `expected` (each token's expected code under the distribution it was sampled from,
+            `DynamicsModel.generate_expected`); the context stays the sampled tokens either way.
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class World:
         compile: bool = False,
         action_source: str = "latent",
         game_frames_per_step: int = 1,
+        render: str = "tokens",
     ):
         if dynamics.tok_vocab != tokenizer.codebook_size:
             raise CheckpointError(
@@ -78,6 +82,9 @@ class World:
         if compile:
             dynamics.compile_rounds("reduce-overhead" if self.device.type == "cuda" else None)
         self.steps, self.temperature, self.generator = steps, temperature, generator
+        if render not in ("tokens", "expected"):
+            raise ValueError(f"render must be 'tokens' or 'expected', got {render!r}")
+        self.render = render
         self.action_source = action_source
         self.game_frames_per_step = game_frames_per_step
         self.frame_shape = tuple(frame_shape)  # (H, W) of the frames it was trained on
@@ -122,14 +129,16 @@ class World:
             self.tokens, self.actions, self.cache = self.tokens[:, drop:], self.actions[:, drop:], None
         self.actions = torch.cat([self.actions, act[:, None]], dim=1)  # (b T): the last leads to the new frame
         room = self.window - self.tokens.shape[1]
+        values = self.tokenizer.code_table() if self.render == "expected" else None
         out = self.dynamics.step(self.tokens, self.actions, self.cache, steps=self.steps, temperature=self.temperature,
-                                 generator=self.generator, room=room)  # fmt: skip
+                                 generator=self.generator, room=room, values=values)  # fmt: skip
         self.tokens, self.cache = out.tokens, out.cache
         self.frames += 1
-        return self._decode(self.tokens[:, -1:])
+        return self._decode(self.tokens[:, -1:] if out.expected is None else out.expected)
 
     def _decode(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Token frames `(b 1 h w)` -> pixels `(b c H W)` in [-1, 1], through the decoder's stream."""
+        """Token frames `(b 1 h w)` (or codes `(b d 1 h w)`) -> pixels `(b c H W)` in [-1, 1], through
+        the decoder's stream."""
         return self.tokenizer.decode(tokens, self._decoder)[:, :, -1].float().clamp(-1, 1)
 
 

@@ -84,7 +84,7 @@ def test_the_decoder_refuses_a_negative_temperature():
 
     with pytest.raises(ValueError, match="temperature must be >= 0"):
         maskgit.decode(logits_fn, 1, 4, mask_id=5, steps=2, temperature=-1.0)
-    assert maskgit.decode(logits_fn, 1, 4, mask_id=5, steps=2, temperature=0.0).shape == (1, 4)
+    assert maskgit.decode(logits_fn, 1, 4, mask_id=5, steps=2, temperature=0.0).tokens.shape == (1, 4)
 
 
 def test_a_16_bit_image_keeps_its_grey_levels(tmp_path):

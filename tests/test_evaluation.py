@@ -27,8 +27,12 @@ class FlatTokenizer(nn.Module):
         grey = video.mean(dim=(1, 3, 4))
         return SimpleNamespace(indices=(grey[..., None] - LEVELS).abs().argmin(-1)[..., None, None])
 
-    def decode(self, tokens: torch.Tensor) -> torch.Tensor:  # (b T 1 1) -> (b 3 T H W)
-        return LEVELS[tokens[:, :, 0, 0]][:, None, :, None, None].expand(-1, 3, -1, SIDE, SIDE).clone()
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:  # (b T 1 1) ids or (b 1 T 1 1) greys -> (b 3 T H W)
+        grey = tokens[:, 0, :, 0, 0] if tokens.is_floating_point() else LEVELS[tokens[:, :, 0, 0]]
+        return grey[:, None, :, None, None].expand(-1, 3, -1, SIDE, SIDE).clone()
+
+    def code_table(self) -> torch.Tensor:  # (V d): each token's code is its grey
+        return LEVELS[:, None].clone()
 
 
 class TrueActions(nn.Module):
@@ -77,10 +81,26 @@ def _psnr_of_greys(a: float, b: float) -> float:
     return PSNR_CAP if a == b else 10 * math.log10(4 / (a - b) ** 2)
 
 
-def _evaluate(dynamics: RuleDynamics, seed: int = 0) -> dict:
+class HedgingDynamics(RuleDynamics):
+    """Samples the copy of the last frame, but gives the rule's next token as much probability:
+    each new token's expected code is the mean of the two greys."""
+
+    def __init__(self):
+        super().__init__(use_actions=False)
+
+    def generate_expected(self, tokens, acts, values, *, steps, temperature, num_frames, generator):
+        copied = self.generate(tokens, acts, steps=steps, temperature=temperature, num_frames=num_frames,
+                               generator=generator)  # fmt: skip
+        ruled = RuleDynamics().generate(tokens, acts, steps=steps, temperature=temperature, num_frames=num_frames,
+                                        generator=generator)[:, -num_frames:]  # fmt: skip
+        mean = (values[copied[:, -num_frames:]] + values[ruled]) / 2  # (b n 1 1 d)
+        return SimpleNamespace(tokens=copied, expected=mean.permute(0, 4, 1, 2, 3))
+
+
+def _evaluate(dynamics: RuleDynamics, seed: int = 0, render: str = "tokens") -> dict:
     video, true_actions = _clips()
     ev = Evaluator(FlatTokenizer(), TrueActions(TRUE), dynamics, horizon=4,
-                   generator=torch.Generator().manual_seed(seed))  # fmt: skip
+                   generator=torch.Generator().manual_seed(seed), render=render)  # fmt: skip
     ev.update(video, true_actions)
     return ev.report()
 
@@ -134,3 +154,26 @@ def test_token_counts_of_a_perfect_and_a_copying_world_model_by_hand():
     copying = _evaluate(RuleDynamics(use_actions=False))["dynamics"]["teacher_forced_tokens"]
     assert copying == {"accuracy": round(1 - CHANGED, 4), "changed_share": round(CHANGED, 4),
                        "changed_accuracy": 0.0, "changed_copied": 1.0, "copied_share": 1.0}  # fmt: skip
+
+
+def test_rendering_the_expected_codes_shows_the_mean_of_what_the_model_hedges_between():
+    tokens = _evaluate(HedgingDynamics(), render="tokens")
+    expected = _evaluate(HedgingDynamics(), render="expected")
+    assert expected["render"] == "expected" and tokens["render"] == "tokens"
+    # the sampled tokens are the copies either way
+    assert expected["dynamics"]["teacher_forced_tokens"] == tokens["dynamics"]["teacher_forced_tokens"]
+    assert tokens["dynamics"]["teacher_forced_psnr"] == tokens["dynamics"]["copy_last_frame_psnr"]
+    # by hand: frame t+1 shown as the mean grey of real frames t and t+1; a changed frame is half
+    # a step of grey off (0.25, or 0.75 across the wrap from 3 to 0), an unchanged one exact
+    x = (X0[:, None] + torch.cat([torch.zeros(6, 1, dtype=torch.long), TRUE.cumsum(1)], 1)) % VOCAB
+    per_clip = []
+    for row in x.tolist():
+        greys = [LEVELS[v].item() for v in row]
+        per_clip.append(sum(_psnr_of_greys((a + b) / 2, b) for a, b in zip(greys, greys[1:])) / 4)
+    assert expected["dynamics"]["teacher_forced_psnr"] == pytest.approx(sum(per_clip) / 6, abs=1e-3)
+    assert expected["dynamics"]["teacher_forced_psnr"] > tokens["dynamics"]["teacher_forced_psnr"] + 1
+
+
+def test_an_unknown_render_is_refused():
+    with pytest.raises(ValueError, match="render"):
+        Evaluator(FlatTokenizer(), TrueActions(TRUE), RuleDynamics(), horizon=4, render="mean")

@@ -84,6 +84,24 @@ def test_world_matches_generate_and_full_decode_then_slides_its_window(synthetic
     assert world.frames == 1 + len(acts)
 
 
+def test_world_rendering_expected_codes_decodes_generate_expected_and_keeps_the_tokens(synthetic):
+    image, acts = _prompt(synthetic), [1, 2, 0]
+    plain, world = _world(synthetic), _world(synthetic, render="expected")
+    plain.reset(image)
+    world.reset(image)
+    frames = [world.step(a) for a in acts]
+    [plain.step(a) for a in acts]
+    assert torch.equal(world.tokens, plain.tokens)  # the context is the sampled tokens either way
+    tokens0 = world.tokenizer.tokenize(image[:, :, None]).indices
+    ref = world.dynamics.generate_expected(tokens0, torch.tensor([acts]), world.tokenizer.code_table(),
+                                           temperature=0.0, num_frames=3)  # fmt: skip
+    codes = torch.cat([world.tokenizer.quantizer.indices_to_codes(tokens0), ref.expected], dim=2)
+    decoded = world.tokenizer.decode(codes).clamp(-1, 1)
+    torch.testing.assert_close(torch.stack(frames, 2), decoded[:, :, 1:], atol=1e-5, rtol=0)  # streamed decode
+    with pytest.raises(ValueError, match="render"):
+        _world(synthetic, render="mean")
+
+
 def test_frame_stream_decodes_like_the_whole_video():
     torch.manual_seed(0)
     tok = VideoTokenizer(**TOK_ARGS).eval()
