@@ -36,7 +36,7 @@ from torch import nn
 from genie import maskgit
 from genie.attention import SpaceTimeBlock, TimeKV, space_angles
 from genie.blueprint import Blueprint, BlueprintError, Stack
-from genie.digits import DigitEmbedding, DigitHead
+from genie.digits import DigitEmbedding, DigitHead, digit_table
 from genie.generation import FrameSampler, Step  # noqa: F401 (Step: part of this module's API)
 
 # The README's Python example: 4 ST blocks of width 256.
@@ -89,9 +89,15 @@ class DynamicsModel(FrameSampler, nn.Module):
         space_rope: rotary positions (2D RoPE) in every block's spatial attention, on top of the
             learned absolute ones (`genie.attention.space_angles`): a score depends on two tokens'
             offset, so shifting the scene by a token is one rule for the whole grid.
+        expected_weight: weight of a second loss term, the squared distance (in quantizer steps,
+            summed over the digits) between each masked token's expected digits under the
+            predicted distribution and its true digits. Cross-entropy scores a code one step off
+            as wrong as any other; this term scores how far the distribution's mean is, which is
+            what rendering the expected codes shows (`generate_expected`): a patch moved by part
+            of a token lies between codes. Needs `token_levels`.
         token_levels: the tokenizer's quantizer levels (FSQ's `levels`; `[2] * bits` for LFQ),
             whose mixed-radix digits the token ids are; set by training from the tokenizer
-            checkpoint, as `tok_vocab` is, and used only with `factorized`.
+            checkpoint, as `tok_vocab` is, and used with `factorized` and `expected_weight`.
     """
 
     def __init__(
@@ -111,6 +117,7 @@ class DynamicsModel(FrameSampler, nn.Module):
         factorized: bool = False,
         token_levels: Sequence[int] | None = None,
         space_rope: bool = False,
+        expected_weight: float = 0.0,
     ):
         super().__init__()
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -120,6 +127,14 @@ class DynamicsModel(FrameSampler, nn.Module):
         if changed_weight <= 0:
             raise ValueError(f"changed_weight must be positive, got {changed_weight}")
         self.changed_weight = changed_weight
+        if expected_weight < 0:
+            raise ValueError(f"expected_weight must be >= 0, got {expected_weight}")
+        self.expected_weight = expected_weight
+        if expected_weight:
+            if token_levels is None or math.prod(token_levels) != tok_vocab:
+                raise ValueError(f"expected_weight needs the tokenizer's quantizer levels (token_levels) whose "
+                                 f"product is tok_vocab={tok_vocab}, got {token_levels}")  # fmt: skip
+            self.register_buffer("digits", digit_table(token_levels).float(), persistent=False)  # (V D)
         if factorized:
             if token_levels is None or math.prod(token_levels) != tok_vocab:
                 raise ValueError(f"factorized needs the tokenizer's quantizer levels (token_levels) whose product is "
@@ -289,12 +304,18 @@ class DynamicsModel(FrameSampler, nn.Module):
         logits = self._head(x[mask], None if previous is None else previous[mask], has_previous[mask]).float()  # (n V)
         target = flat[mask]  # (n)
         count = mask.sum().clamp(min=1)
+        weight = None
         if self.changed_weight == 1.0:
             loss = F.cross_entropy(logits, target, reduction="sum") / count
         else:  # a weighted mean: the weights move the decision, not the loss's scale
             earlier = torch.cat([flat[:, :1], flat[:, :-1]], dim=1)  # frame 0 against itself: unchanged
             weight = torch.where(flat != earlier, self.changed_weight, 1.0)[mask]  # (n)
             loss = (F.cross_entropy(logits, target, reduction="none") * weight).sum() / weight.sum().clamp(min=1)
+        if self.expected_weight:
+            mean = logits.softmax(-1) @ self.digits  # (n D) expected digits
+            error = (mean - self.digits[target]).square().sum(-1)  # (n)
+            error = error.sum() / count if weight is None else (error * weight).sum() / weight.sum().clamp(min=1)
+            loss = loss + self.expected_weight * error
         accuracy = (logits.argmax(-1) == target).float().sum() / count
         return DynamicsLosses(loss, accuracy.detach(), mask)
 

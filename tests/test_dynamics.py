@@ -119,6 +119,24 @@ def test_loss_is_the_cross_entropy_of_the_full_logits_at_the_masked_tokens(optio
     assert out.accuracy == (full[out.mask].argmax(-1) == target[out.mask]).float().mean()
 
 
+def test_expected_weight_adds_the_squared_distance_of_the_expected_digits_in_quantizer_steps():
+    desc = (("space-time_attn", {"n_rep": 2, "n_embd": 32, "n_head": 2, "d_head": 16}),)
+    torch.manual_seed(0)
+    model = DynamicsModel(12, 4, desc=desc, embed_dim=32, max_frames=8, max_side=8, mask_rate=(0.5, 1.0),
+                          token_levels=[3, 4], expected_weight=0.5)  # fmt: skip
+    tokens, acts = torch.randint(0, 12, (3, 4, 4, 4)), torch.randint(0, 4, (3, 4))
+    out = model.compute_losses(tokens, acts)
+    masked = torch.where(out.mask.view(tokens.shape), model.mask_id, tokens)
+    full = model.logits(masked, acts)[out.mask]  # (n V)
+    target = tokens.flatten(2)[out.mask]
+    # ids in the mixed radix (3, 4), dimension 0 least significant: id = d0 + 3 * d1
+    digits = torch.stack([torch.arange(12) % 3, torch.arange(12) // 3], -1).float()  # (V 2)
+    error = (full.softmax(-1) @ digits - digits[target]).square().sum(-1).mean()
+    torch.testing.assert_close(out.loss, F.cross_entropy(full, target) + 0.5 * error, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="token_levels"):
+        DynamicsModel(12, 4, desc=desc, embed_dim=32, expected_weight=0.5)
+
+
 def test_changed_weight_weighs_the_tokens_that_differ_from_the_frame_before():
     desc = (("space-time_attn", {"n_rep": 1, "n_embd": 32, "n_head": 2, "d_head": 16}),)
     kw = dict(desc=desc, embed_dim=32, max_frames=8, max_side=8, mask_rate=(1.0, 1.0), mask_per_frame=True)
@@ -173,6 +191,28 @@ def test_cached_generation_equals_uncached(num_frames):
     g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
     sampled = model.generate(tokens, acts, steps=6, num_frames=num_frames, generator=g1)
     assert torch.equal(sampled, model.generate(tokens, acts, steps=6, num_frames=num_frames, generator=g2))
+
+
+@pytest.mark.parametrize("factorized", [False, True])
+def test_expected_codes_of_one_round_are_the_training_distribution_over_the_code_table(factorized):
+    """One MaskGIT round decides every token from the all-masked frame, so each expected code is
+    softmax(training logits of that frame) @ values, and the tokens are those of `generate`."""
+    torch.manual_seed(0)
+    desc = (("space-time_attn", {"n_rep": 2, "n_embd": 32, "n_head": 2, "d_head": 16}),)
+    model = DynamicsModel(16, 4, desc=desc, embed_dim=32, max_frames=8, max_side=8, factorized=factorized,
+                          token_levels=[4, 4] if factorized else None).eval()  # fmt: skip
+    tokens, acts = torch.randint(0, 16, (2, 3, 4, 4)), torch.randint(0, 4, (2, 3))
+    values = torch.randn(16, 3)
+    out = model.generate_expected(tokens, acts, values, steps=1, temperature=0.0)
+    assert torch.equal(out.tokens, model.generate(tokens, acts, steps=1, temperature=0.0))
+    masked = torch.cat([tokens, torch.full_like(tokens[:, :1], model.mask_id)], dim=1)
+    probs = model.logits(masked, acts).softmax(-1)[:, -1]  # (b s V), the new frame
+    want = torch.einsum("bsv,vd->bds", probs, values).reshape(2, 3, 1, 4, 4)
+    assert out.expected.shape == (2, 3, 1, 4, 4)
+    assert torch.allclose(out.expected, want, atol=1e-5)
+    two = model.generate_expected(tokens, torch.cat([acts, acts[:, :1]], 1), values, steps=4, temperature=0.0,
+                                  num_frames=2)
+    assert two.tokens.shape == (2, 5, 4, 4) and two.expected.shape == (2, 3, 2, 4, 4)
 
 
 def test_compiled_rounds_generate_the_same_frames_with_one_graph_for_every_cache_length():
@@ -264,7 +304,7 @@ def _decode_masked_counts(s: int, steps: int, vocab: int = 5, b: int = 3) -> tup
         seen.append(frame.clone())
         return torch.randn(*positions.shape, vocab, generator=g)
 
-    out = maskgit.decode(logits_fn, b, s, mask_id=vocab, steps=steps, temperature=1.0)
+    out = maskgit.decode(logits_fn, b, s, mask_id=vocab, steps=steps, temperature=1.0).tokens
     masked = [(f == vocab).sum(1) for f in seen]
     assert all(m.eq(m[0]).all() for m in masked)  # every row of the batch follows the same schedule
     for before, after in zip(seen, seen[1:] + [out]):  # committed tokens are never changed
@@ -300,11 +340,31 @@ def test_decode_keeps_the_most_confident_samples_and_masks_the_rest():
         p[..., 0] = 1 - p[..., 1]
         return p.log()
 
-    out = maskgit.decode(logits_fn, 1, 4, mask_id=2, steps=2, temperature=0.0)
+    out = maskgit.decode(logits_fn, 1, 4, mask_id=2, steps=2, temperature=0.0).tokens
     # argmax: tokens 1, 0, 1, 0 with probabilities .9, .6, .8, .7: positions 0 and 2 are committed
     assert calls[1][0].tolist() == [[1, 2, 1, 2]]
     assert sorted(calls[1][1][0].tolist()) == [1, 3]  # the two least sure (.6, .7) are asked for again
     assert out.tolist() == [[1, 0, 1, 0]]
+
+
+def test_decode_gives_each_token_the_expected_value_of_the_round_that_committed_it():
+    """As above, 4 tokens in 2 rounds; token 1 is worth 1 and token 0 nothing, so a token's
+    expected value is p(token 1) of the round that committed it: round 1 commits positions 0 and
+    2 (p = .9, .8); round 2 asks for 1 and 3 again, now with p = .2 and .1."""
+    rounds = [torch.tensor([[0.9, 0.4, 0.8, 0.3]]), torch.tensor([[0.9, 0.2, 0.8, 0.1]])]
+    calls = []
+
+    def logits_fn(frame, positions):
+        p1 = rounds[len(calls)][:, :, None].gather(1, positions[:, :, None])  # (b m 1)
+        calls.append(positions)
+        return torch.cat([1 - p1, p1], -1).log()
+
+    values = torch.tensor([[0.0, 5.0], [1.0, 5.0]])  # (V d): a second dimension the same for both
+    out = maskgit.decode(logits_fn, 1, 4, mask_id=2, steps=2, temperature=0.0, values=values)
+    assert out.tokens.tolist() == [[1, 0, 1, 0]]
+    assert torch.allclose(out.expected[0], torch.tensor([[0.9, 5.0], [0.2, 5.0], [0.8, 5.0], [0.1, 5.0]]))
+    calls.clear()
+    assert maskgit.decode(logits_fn, 1, 4, mask_id=2, steps=2, temperature=0.0).expected is None
 
 
 def test_decode_refuses_zero_rounds():
