@@ -1,0 +1,124 @@
+"""How much of the next-frame gap a scroll alone can close: the best global shift of each frame.
+
+    python scripts/shift_oracle.py --root ./data/unseen.skip8 --tokenizer_checkpoint res/tokenizer.ckpt \
+        --json out.json
+
+On the clips `evaluate.py` scores (the same `--clips` spread over the split, `--frames` long), every
+consecutive pair (frame t, frame t+1) gets three next-frame guesses made from frame t:
+
+- `copy`: frame t itself (`evaluate.py`'s copy-last-frame baseline);
+- `best_shift`: frame t moved by the whole-pixel shift (|dx|, |dy| <= `--max_shift`, edges
+  repeated) that is closest to the real frame t+1. An oracle: it looks at the answer. It is the
+  most a model that only scrolls the scene (CoinRun's camera follows the agent) could reach;
+- with `--tokenizer_checkpoint`, the same two passed through the tokenizer (tokenized, decoded),
+  and frame t+1's own reconstruction (a perfect dynamics model), as the dynamics model's frames are.
+
+The report also gives the share of pairs whose best shift is not (0, 0) and the mean |dx|, |dy|.
+PSNR as `evaluate.py` reports it (per frame, identical frames at `PSNR_CAP`, mean over pairs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from genie.data import VideoDataModule, to_clip  # noqa: E402
+from genie.evaluation import frame_psnr  # noqa: E402
+from genie.record import write_json  # noqa: E402
+
+
+def shift_frames(frames: torch.Tensor, dx: int, dy: int, pad: int) -> torch.Tensor:
+    """`frames (n c H W)` with their content moved right by `dx` and down by `dy` pixels, the
+    edges repeated (`pad` >= |dx|, |dy|)."""
+    H, W = frames.shape[-2:]
+    big = F.pad(frames, (pad, pad, pad, pad), mode="replicate")
+    return big[:, :, pad - dy : pad - dy + H, pad - dx : pad - dx + W]
+
+
+def best_shift(before: torch.Tensor, after: torch.Tensor, max_shift: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For frame pairs `(n c H W)`: each `before` moved by the whole-pixel shift closest (MSE) to
+    its `after`, `(n c H W)`, and the shifts `(n 2)` as (dx, dy)."""
+    best = before.clone()
+    err = (before - after).square().mean(dim=(1, 2, 3))  # (n): the copy, shift (0, 0)
+    shifts = torch.zeros(before.shape[0], 2, dtype=torch.long)
+    for dy in range(-max_shift, max_shift + 1):
+        for dx in range(-max_shift, max_shift + 1):
+            moved = shift_frames(before, dx, dy, max_shift)
+            e = (moved - after).square().mean(dim=(1, 2, 3))
+            better = e < err
+            err = torch.where(better, e, err)
+            best[better] = moved[better]
+            shifts[better] = torch.tensor([dx, dy])
+    return best, shifts
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--root", required=True, help="data root of sample.py / split.py")
+    p.add_argument("--env_name", default="Coinrun")
+    p.add_argument("--split", default="test", choices=("val", "test"))
+    p.add_argument("--clips", type=int, default=64, help="clips, spread evenly over the split (as evaluate.py)")
+    p.add_argument("--frames", type=int, default=6, help="frames per clip (as evaluate.py with 6-frame models)")
+    p.add_argument("--max_shift", type=int, default=8, help="largest |dx|, |dy| tried, in pixels")
+    p.add_argument("--tokenizer_checkpoint", help="also score the guesses through this tokenizer")
+    p.add_argument("--json", help="write the report here")
+    args = p.parse_args(argv)
+    if args.clips < 1 or args.frames < 2 or args.max_shift < 0:
+        p.error("need --clips >= 1, --frames >= 2 and --max_shift >= 0")
+    dm = VideoDataModule(args.root, args.env_name, args.frames, 8, num_workers=0, eval_clips=args.clips)
+    loader = dm.test_dataloader() if args.split == "test" else dm.val_dataloader()
+    if len(loader.dataset) == 0:
+        print(f"shift_oracle.py: error: the {args.split} split of {dm.dir} has no clip of {args.frames} frames",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    before, after = [], []
+    for batch in loader:
+        video = to_clip(batch).video  # (b c T H W) in [-1, 1]
+        before.append(rearrange(video[:, :, :-1], "b c t h w -> (b t) c h w"))
+        after.append(rearrange(video[:, :, 1:], "b c t h w -> (b t) c h w"))
+    before, after = torch.cat(before), torch.cat(after)
+    found = [best_shift(b, a, args.max_shift) for b, a in
+             tqdm(zip(before.split(64), after.split(64)), desc="shifts", unit="batch", disable=None)]  # fmt: skip
+    moved, shifts = torch.cat([m for m, _ in found]), torch.cat([s for _, s in found])  # (n c H W), (n 2)
+
+    def score(guess: torch.Tensor) -> float:
+        return round(float(frame_psnr(guess[:, :, None], after[:, :, None]).mean()), 3)
+
+    report = {"pairs": len(before), "max_shift": args.max_shift,
+              "shifted_share": round(float((shifts != 0).any(1).float().mean()), 4),
+              "mean_abs_shift": [round(float(v), 3) for v in shifts.abs().float().mean(0)],  # (dx, dy) px
+              "pixels": {"copy_psnr": score(before), "best_shift_psnr": score(moved)}}  # fmt: skip
+    line = f"{len(before)} pairs; pixels: copy {report['pixels']['copy_psnr']} dB, best shift {report['pixels']['best_shift_psnr']} dB"
+    if args.tokenizer_checkpoint:
+        from genie.tokenizer import VideoTokenizer
+
+        tok = VideoTokenizer.from_checkpoint(args.tokenizer_checkpoint).eval()
+
+        @torch.no_grad()
+        def through(frames: torch.Tensor) -> torch.Tensor:
+            out = [tok.decode(tok.tokenize(f[:, :, None]).indices).float().clamp(-1, 1)[:, :, 0] for f in frames.split(64)]
+            return torch.cat(out)
+
+        report["tokens"] = {"copy_psnr": score(through(before)), "best_shift_psnr": score(through(moved)),
+                            "next_frame_psnr": score(through(after))}  # fmt: skip
+        t = report["tokens"]
+        line += (f"; through the tokenizer: copy {t['copy_psnr']} dB, best shift {t['best_shift_psnr']} dB, "
+                 f"the next frame itself {t['next_frame_psnr']} dB")  # fmt: skip
+    print(line)
+    if args.json:
+        write_json(Path(args.json), report)
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""scripts/shift_oracle.py: the whole-pixel shift of a frame closest to the next one."""
+
+import torch
+
+from helpers.stage2 import load_script
+
+
+def test_shift_frames_moves_the_content_and_repeats_the_edges():
+    oracle = load_script("scripts/shift_oracle.py", "shift_oracle")
+    frames = torch.arange(16.0).view(1, 1, 4, 4)
+    moved = oracle.shift_frames(frames, dx=1, dy=-1, pad=2)
+    # content moved right by one and up by one: row r, column c shows frames[r + 1, c - 1]
+    assert torch.equal(moved[0, 0, :3, 1:], frames[0, 0, 1:, :3])
+    assert torch.equal(moved[0, 0, :3, 0], frames[0, 0, 1:, 0])  # the left edge repeated
+    assert torch.equal(moved[0, 0, 3], moved[0, 0, 2])  # the bottom edge repeated
+
+
+def test_best_shift_finds_the_scroll_of_each_pair_and_keeps_a_still_frame():
+    oracle = load_script("scripts/shift_oracle.py", "shift_oracle")
+    g = torch.Generator().manual_seed(0)
+    before = torch.rand(3, 3, 16, 16, generator=g) * 2 - 1
+    after = torch.stack([
+        oracle.shift_frames(before[:1], -3, 0, 4)[0],  # the scene scrolled left: the agent ran right
+        oracle.shift_frames(before[1:2], 2, 4, 4)[0],
+        before[2],  # nothing moved
+    ])  # fmt: skip
+    moved, shifts = oracle.best_shift(before, after, max_shift=4)
+    assert shifts.tolist() == [[-3, 0], [2, 4], [0, 0]]
+    assert torch.equal(moved, after)
+    _, limited = oracle.best_shift(before[1:2], after[1:2], max_shift=1)  # out of range: the closest in range
+    assert limited.abs().max() <= 1
