@@ -130,15 +130,13 @@ class DynamicsModel(FrameSampler, nn.Module):
         if expected_weight < 0:
             raise ValueError(f"expected_weight must be >= 0, got {expected_weight}")
         self.expected_weight = expected_weight
+        for option, used in (("factorized", factorized), ("expected_weight", expected_weight)):
+            if used and (token_levels is None or math.prod(token_levels) != tok_vocab):
+                raise ValueError(f"{option} needs the tokenizer's quantizer levels (token_levels) whose product is "
+                                 f"tok_vocab={tok_vocab}, got {token_levels}")  # fmt: skip
         if expected_weight:
-            if token_levels is None or math.prod(token_levels) != tok_vocab:
-                raise ValueError(f"expected_weight needs the tokenizer's quantizer levels (token_levels) whose "
-                                 f"product is tok_vocab={tok_vocab}, got {token_levels}")  # fmt: skip
             self.register_buffer("digits", digit_table(token_levels).float(), persistent=False)  # (V D)
         if factorized:
-            if token_levels is None or math.prod(token_levels) != tok_vocab:
-                raise ValueError(f"factorized needs the tokenizer's quantizer levels (token_levels) whose product is "
-                                 f"tok_vocab={tok_vocab}, got {token_levels}")  # fmt: skip
             self.tok_embed: nn.Module = DigitEmbedding(token_levels, embed_dim)  # the mask id included
         else:
             self.tok_embed = nn.Embedding(tok_vocab + 1, embed_dim)  # + the mask id

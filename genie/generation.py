@@ -45,7 +45,7 @@ class Step(NamedTuple):
 
 class Generated(NamedTuple):
     tokens: torch.Tensor  # (b T+n h w): the context and the n new frames
-    expected: torch.Tensor  # (b d n h w): the new frames' expected codes (`maskgit.decode`'s `values`)
+    expected: torch.Tensor | None  # (b d n h w): the new frames' expected codes (`maskgit.decode`'s `values`)
 
 
 class FrameSampler:

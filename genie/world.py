@@ -84,7 +84,7 @@ class World:
         self.steps, self.temperature, self.generator = steps, temperature, generator
         if render not in ("tokens", "expected"):
             raise ValueError(f"render must be 'tokens' or 'expected', got {render!r}")
-        self.render = render
+        self.values = tokenizer.code_table() if render == "expected" else None  # (V d), once
         self.action_source = action_source
         self.game_frames_per_step = game_frames_per_step
         self.frame_shape = tuple(frame_shape)  # (H, W) of the frames it was trained on
@@ -129,9 +129,8 @@ class World:
             self.tokens, self.actions, self.cache = self.tokens[:, drop:], self.actions[:, drop:], None
         self.actions = torch.cat([self.actions, act[:, None]], dim=1)  # (b T): the last leads to the new frame
         room = self.window - self.tokens.shape[1]
-        values = self.tokenizer.code_table() if self.render == "expected" else None
         out = self.dynamics.step(self.tokens, self.actions, self.cache, steps=self.steps, temperature=self.temperature,
-                                 generator=self.generator, room=room, values=values)  # fmt: skip
+                                 generator=self.generator, room=room, values=self.values)  # fmt: skip
         self.tokens, self.cache = out.tokens, out.cache
         self.frames += 1
         return self._decode(self.tokens[:, -1:] if out.expected is None else out.expected)
