@@ -98,6 +98,11 @@ class DynamicsModel(FrameSampler, nn.Module):
         token_levels: the tokenizer's quantizer levels (FSQ's `levels`; `[2] * bits` for LFQ),
             whose mixed-radix digits the token ids are; set by training from the tokenizer
             checkpoint, as `tok_vocab` is, and used with `factorized` and `expected_weight`.
+        context_noise: in training, each frame's unmasked tokens (the context the model reads) are
+            replaced by random codes with a probability drawn per frame from U(0, context_noise);
+            the targets stay the true tokens. A rollout reads the model's own frames, which hold
+            wrong tokens that clean training context never shows, so errors compound; GameNGen
+            (Valevski et al. 2024, Sec. 3.2.1) noises the context frames in training for this.
     """
 
     def __init__(
@@ -118,6 +123,7 @@ class DynamicsModel(FrameSampler, nn.Module):
         token_levels: Sequence[int] | None = None,
         space_rope: bool = False,
         expected_weight: float = 0.0,
+        context_noise: float = 0.0,
     ):
         super().__init__()
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -130,6 +136,9 @@ class DynamicsModel(FrameSampler, nn.Module):
         if expected_weight < 0:
             raise ValueError(f"expected_weight must be >= 0, got {expected_weight}")
         self.expected_weight = expected_weight
+        if not 0 <= context_noise <= 1:
+            raise ValueError(f"context_noise is a largest replacement rate in [0, 1], got {context_noise}")
+        self.context_noise = context_noise
         for option, used in (("factorized", factorized), ("expected_weight", expected_weight)):
             if used and (token_levels is None or math.prod(token_levels) != tok_vocab):
                 raise ValueError(f"{option} needs the tokenizer's quantizer levels (token_levels) whose product is "
@@ -295,10 +304,16 @@ class DynamicsModel(FrameSampler, nn.Module):
         b, t, h, w = tokens.shape
         mask = maskgit.training_mask(b, t, h * w, self.mask_rate, device=tokens.device, per_frame=self.mask_per_frame)
         flat = rearrange(tokens, "b t h w -> b t (h w)")
-        inputs = rearrange(torch.where(mask, self.mask_id, flat), "b t (h w) -> b t h w", h=h)
+        context = flat
+        if self.context_noise:
+            rate = self.context_noise * torch.rand(b, t, 1, device=tokens.device)  # per frame
+            noised = (torch.rand(flat.shape, device=tokens.device) < rate) & ~mask
+            context = torch.where(noised, torch.randint_like(flat, self.tok_vocab), flat)
+        inputs = rearrange(torch.where(mask, self.mask_id, context), "b t (h w) -> b t h w", h=h)
         # the head (V logits per token) only where the loss looks: the masked tokens, under half
         # of a clip's; the rest of the grid's logits would be computed and thrown away
-        x, previous, has_previous = self._features(inputs, act_id, reference=tokens)
+        reference = rearrange(context, "b t (h w) -> b t h w", h=h)
+        x, previous, has_previous = self._features(inputs, act_id, reference=reference)
         logits = self._head(x[mask], None if previous is None else previous[mask], has_previous[mask]).float()  # (n V)
         target = flat[mask]  # (n)
         count = mask.sum().clamp(min=1)

@@ -400,3 +400,33 @@ def test_sample_categorical_with_one_certain_entry_always_draws_it():
     probs = torch.zeros(1000, 7)
     probs[:, 0] = 1e-30  # tiny but not zero, alone: still the only choice
     assert (maskgit.sample_categorical(probs, torch.Generator().manual_seed(0)) == 0).all()
+
+
+def test_context_noise_replaces_only_unmasked_context_tokens_and_keeps_the_targets():
+    model = small(tok_vocab=64)
+    model.context_noise = 0.8
+    seen = {}
+    features = model._features
+
+    def spy(inputs, act_id, reference=None):
+        seen["inputs"], seen["reference"] = inputs, reference
+        return features(inputs, act_id, reference=reference)
+
+    model._features = spy
+    tokens, acts = torch.randint(0, 64, (8, 6, 8, 8)), torch.randint(0, 4, (8, 6))
+    out = model.compute_losses(tokens, acts)
+    inputs, mask = seen["inputs"].flatten(2), out.mask
+    assert (inputs[mask] == model.mask_id).all() and (inputs[~mask] != model.mask_id).all()
+    changed = inputs[~mask] != tokens.flatten(2)[~mask]
+    # rates ~ U(0, 0.8): 0.4 of the context on average, less the random codes that hit the true one
+    assert 0.25 < changed.float().mean() < 0.55
+    assert torch.equal(seen["reference"].flatten(2)[~mask], inputs[~mask])  # the copy gate reads the noised context
+    # the loss is the cross-entropy against the true tokens of the masked places
+    full = model.logits(seen["inputs"], acts)[mask]
+    torch.testing.assert_close(out.loss, F.cross_entropy(full, tokens.flatten(2)[mask]), rtol=1e-5, atol=1e-5)
+    model.context_noise = 0.0
+    clean = model.compute_losses(tokens, acts).mask
+    assert torch.equal(seen["inputs"].flatten(2)[~clean], tokens.flatten(2)[~clean])  # off: the context is the tokens
+    with pytest.raises(ValueError, match="context_noise"):
+        DynamicsModel(16, 4, desc=(("space-time_attn", {"n_rep": 1, "n_embd": 32, "n_head": 2, "d_head": 16}),),
+                      embed_dim=32, context_noise=1.5)  # fmt: skip
