@@ -1,10 +1,11 @@
 """Interactive play benchmark: frames/s of `World.step` (MaskGIT + decoding), per preset.
 
-    python bench/bench_play.py [--frames 20] [--steps 25] [--device cpu|cuda] [--full-frames 2] [--repeats 5]
+    python bench/bench_play.py [--frames 20] [--steps 25] [--device cpu|cuda] [--full-frames 2] [--repeats 5] [--bundle]
 
 For the tiny preset (config/genie.tiny.yaml + tokenize.tiny.yaml) and the App. F CoinRun
 preset (config/genie.yaml + tokenize.yaml) it builds the networks from the YAML (random
-weights: the work per frame does not depend on them), resets a `World` on one 64x64 image
+weights: the work per frame does not depend on them); for the bundled model it loads res/
+(whose dynamics head may differ from the preset's, e.g. FSQ digits). It resets a `World` on one 64x64 image
 and times `--frames` steps at batch 1 with `--steps` MaskGIT rounds each. The context window
 slides as in play (the dynamics model's max_frames), so rebuilds of the cache are included.
 It also reports the time per frame spent decoding and the same rollout without the temporal
@@ -37,15 +38,30 @@ from bench_genie import build  # noqa: E402
 from bench_tokenizer import _sync, matmul_peak  # noqa: E402
 
 from genie import maskgit  # noqa: E402
+from genie.dynamics import DynamicsModel  # noqa: E402
 from genie.serve import PlayServer  # noqa: E402
+from genie.tokenizer import VideoTokenizer  # noqa: E402
 from genie.world import World  # noqa: E402
+
+
+BUNDLE = "res"  # the preset name that means the bundled model's own networks
+
+
+def networks(preset: str) -> tuple[VideoTokenizer, DynamicsModel]:
+    """The tokenizer and dynamics model of a preset YAML (random weights) or of the bundle."""
+    if preset == BUNDLE:
+        res = REPO / "res"
+        tokenizer = VideoTokenizer.from_checkpoint(str(res / "tokenizer.ckpt"))
+        return tokenizer, DynamicsModel.from_checkpoint(str(res / "genie.ckpt"))
+    tokenizer, _, dynamics = build(preset)
+    return tokenizer, dynamics
 
 
 class _Timed:
     """A warmed-up `World` on a random prompt whose steps (and the decoding within them) are timed."""
 
     def __init__(self, preset: str, steps: int, device: str, use_cache: bool = True, compile: bool = False):
-        tokenizer, _, dynamics = build(preset)
+        tokenizer, dynamics = networks(preset)
         self.device = device
         self.world = World(tokenizer.to(device), dynamics.to(device), steps=steps, temperature=1.0,
                            generator=torch.Generator(device=device).manual_seed(0), compile=compile)  # fmt: skip
@@ -149,6 +165,7 @@ def main() -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=5, help="timed runs of the tiny preset (median and range shown)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile row")
+    p.add_argument("--bundle", action="store_true", help="also time the bundled model in res/ (eager and compiled)")
     args = p.parse_args()
     torch.set_grad_enabled(False)
     print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch 1, "
@@ -162,16 +179,22 @@ def main() -> int:
     }
     if args.no_compile:
         tiny = dict(list(tiny.items())[:1])
+    paired = set(tiny)
     rows = measure_variants("genie.tiny.yaml", tiny, args.frames, args.steps, args.device, args.repeats)
     if not args.no_compile:
         rows["tiny, play.py --interactive over HTTP"] = measure_http(
             "genie.tiny.yaml", args.frames, args.steps, args.device, args.repeats
         )
+    if args.bundle:
+        bundle = {"bundled model (res/), eager": {"compile": False},
+                  "bundled model (res/), compiled rounds": {"compile": not args.no_compile}}  # fmt: skip
+        paired |= set(bundle)
+        rows |= measure_variants(BUNDLE, bundle, args.frames, args.steps, args.device, args.repeats)
     rows["tiny, no KV cache"] = measure("genie.tiny.yaml", max(2, args.frames // 4), args.steps, args.device, False)
     rows["CoinRun App. F (genie.yaml)"] = measure("genie.yaml", args.full_frames, args.steps, args.device)
     for name, r in rows.items():
         spread = f"({r['min']:.1f}-{r['max']:.1f})" if len(r["rates"]) > 1 else ""
-        ratio = f"{r['ratio']:.2f}x" if name in tiny else ""
+        ratio = f"{r['ratio']:.2f}x" if name in paired else ""  # against the first of its pair
         print(f"{name:44s} {r['fps']:9.2f} {spread:>12s} {ratio:>9s} {r['ms']:9.1f} {r['decode_ms']:10.1f}")
     return 0
 
