@@ -60,8 +60,8 @@ def test_bundled_tokenizer_beats_every_pooling_baseline():
     """16x16 tokens of 1000 codes reconstruct better than keeping every 2x2 block's mean (4x more numbers)."""
     report = tokenizer_report()
     assert report["frames"] >= 96
-    assert report["psnr"] > 29.0  # dB; 31.3 when bundled (scripts/heldout_report.py)
-    assert report["psnr"] > report["avg_pool_2x2_psnr"] + 2.0  # 3.4 dB above it when bundled
+    assert report["psnr"] > 29.0  # dB; 31.8 when bundled (scripts/heldout_report.py)
+    assert report["psnr"] > report["avg_pool_2x2_psnr"] + 2.0  # 3.7 dB above it when bundled
     assert report["codebook_usage"] > 0.5  # no collapse to a few codes
 
 
@@ -73,7 +73,8 @@ def test_bundled_rollouts_beat_copying_the_last_frame_they_saw(reports):
     assert rollout > copy
 
 
-@pytest.mark.xfail(strict=True, reason="one step ahead of real frames the CPU-scale model is no better than a copy yet")
 def test_bundled_next_frame_beats_copying_the_last_real_frame(reports):
+    """One step ahead of real frames, the prediction beats a copy of the last real frame (both through
+    the tokenizer): +0.81 dB when bundled (scripts/heldout_report.py); an untrained model is ~15 dB under."""
     d = reports["trained"]["dynamics"]
-    assert d["teacher_forced_psnr"] > d["copy_last_frame_tokens_psnr"]
+    assert d["teacher_forced_psnr"] > d["copy_last_frame_tokens_psnr"] + 0.3  # dB
