@@ -130,6 +130,7 @@ def measure_http(preset: str, frames: int, steps: int, device: str, repeats: int
     `PlayServer` of compiled rounds, PNG encoding and the model-thread hand-off included."""
     timed = _Timed(preset, steps, device, compile=True)
     server = PlayServer(timed.world, torch.rand(1, 3, 64, 64, device=device) * 2 - 1, port=0)
+    server.warm_up()  # labels the actions and opens /step (it answers 503 before), on this, the model thread
     base = f"http://127.0.0.1:{server.server_address[1]}"
     stop, rates = threading.Event(), []
 
@@ -165,7 +166,7 @@ def main() -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=5, help="timed runs of the tiny preset (median and range shown)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile row")
-    p.add_argument("--bundle", action="store_true", help="also time the bundled model in res/ (eager and compiled)")
+    p.add_argument("--bundle", action="store_true", help="also time the bundled model in res/ (eager, compiled, over HTTP)")
     args = p.parse_args()
     torch.set_grad_enabled(False)
     print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch 1, "
@@ -190,6 +191,10 @@ def main() -> int:
                   "bundled model (res/), compiled rounds": {"compile": not args.no_compile}}  # fmt: skip
         paired |= set(bundle)
         rows |= measure_variants(BUNDLE, bundle, args.frames, args.steps, args.device, args.repeats)
+        if not args.no_compile:
+            rows["bundled model (res/), --interactive over HTTP"] = measure_http(
+                BUNDLE, args.frames, args.steps, args.device, args.repeats
+            )
     rows["tiny, no KV cache"] = measure("genie.tiny.yaml", max(2, args.frames // 4), args.steps, args.device, False)
     rows["CoinRun App. F (genie.yaml)"] = measure("genie.yaml", args.full_frames, args.steps, args.device)
     for name, r in rows.items():
