@@ -166,7 +166,7 @@ def main() -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=5, help="timed runs of the tiny preset (median and range shown)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile row")
-    p.add_argument("--bundle", action="store_true", help="also time the bundled model in res/ (eager, compiled, over HTTP)")
+    p.add_argument("--bundle", action="store_true", help="also time res/: eager, compiled, HTTP")
     args = p.parse_args()
     torch.set_grad_enabled(False)
     print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch 1, "
