@@ -41,7 +41,7 @@ from genie import maskgit  # noqa: E402
 from genie.dynamics import DynamicsModel  # noqa: E402
 from genie.serve import PlayServer  # noqa: E402
 from genie.tokenizer import VideoTokenizer  # noqa: E402
-from genie.world import World  # noqa: E402
+from genie.world import World, load_world  # noqa: E402
 
 
 BUNDLE = "res"  # the preset name that means the bundled model's own networks
@@ -49,10 +49,9 @@ BUNDLE = "res"  # the preset name that means the bundled model's own networks
 
 def networks(preset: str) -> tuple[VideoTokenizer, DynamicsModel]:
     """The tokenizer and dynamics model of a preset YAML (random weights) or of the bundle."""
-    if preset == BUNDLE:
-        res = REPO / "res"
-        tokenizer = VideoTokenizer.from_checkpoint(str(res / "tokenizer.ckpt"))
-        return tokenizer, DynamicsModel.from_checkpoint(str(res / "genie.ckpt"))
+    if preset == BUNDLE:  # as play.py loads it, vocabulary check included
+        world = load_world(str(REPO / "res" / "genie.ckpt"), str(REPO / "res" / "tokenizer.ckpt"))
+        return world.tokenizer, world.dynamics
     tokenizer, _, dynamics = build(preset)
     return tokenizer, dynamics
 
