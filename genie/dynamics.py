@@ -103,6 +103,13 @@ class DynamicsModel(FrameSampler, nn.Module):
             the targets stay the true tokens. A rollout reads the model's own frames, which hold
             wrong tokens that clean training context never shows, so errors compound; GameNGen
             (Valevski et al. 2024, Sec. 3.2.1) noises the context frames in training for this.
+        self_context: in training, the probability that a clip's context is the model's own
+            guesses instead of the true tokens (scheduled sampling, Bengio et al. 2015): a first
+            pass without gradient masks the clip as training does and fills the masked tokens
+            with its greedy guesses (one MaskGIT round from the true past); the loss pass reads
+            that filled clip, true tokens where the first pass kept them, and still scores
+            against the true tokens. Unlike `context_noise`'s random codes, these are the errors
+            a rollout feeds back (mostly copies of the frame before). Costs one forward pass.
     """
 
     def __init__(
@@ -124,6 +131,7 @@ class DynamicsModel(FrameSampler, nn.Module):
         space_rope: bool = False,
         expected_weight: float = 0.0,
         context_noise: float = 0.0,
+        self_context: float = 0.0,
     ):
         super().__init__()
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -139,6 +147,9 @@ class DynamicsModel(FrameSampler, nn.Module):
         if not 0 <= context_noise <= 1:
             raise ValueError(f"context_noise is a largest replacement rate in [0, 1], got {context_noise}")
         self.context_noise = context_noise
+        if not 0 <= self_context <= 1:
+            raise ValueError(f"self_context is a probability per clip in [0, 1], got {self_context}")
+        self.self_context = self_context
         for option, used in (("factorized", factorized), ("expected_weight", expected_weight)):
             if used and (token_levels is None or math.prod(token_levels) != tok_vocab):
                 raise ValueError(f"{option} needs the tokenizer's quantizer levels (token_levels) whose product is "
@@ -305,6 +316,8 @@ class DynamicsModel(FrameSampler, nn.Module):
         mask = maskgit.training_mask(b, t, h * w, self.mask_rate, device=tokens.device, per_frame=self.mask_per_frame)
         flat = rearrange(tokens, "b t h w -> b t (h w)")
         context = flat
+        if self.self_context and self.training:
+            context = self._own_guesses(flat, act_id, h)
         if self.context_noise:
             rate = self.context_noise * torch.rand(b, t, 1, device=tokens.device)  # per frame
             noised = (torch.rand(flat.shape, device=tokens.device) < rate) & ~mask
@@ -331,6 +344,20 @@ class DynamicsModel(FrameSampler, nn.Module):
             loss = loss + self.expected_weight * error
         accuracy = (logits.argmax(-1) == target).float().sum() / count
         return DynamicsLosses(loss, accuracy.detach(), mask)
+
+    @torch.no_grad()
+    def _own_guesses(self, flat: torch.Tensor, act_id: torch.Tensor, h: int) -> torch.Tensor:
+        """`self_context`'s first pass: tokens `(b T s)` with, in a `self_context` share of the
+        clips, the tokens under a fresh training mask replaced by the model's greedy guesses."""
+        b, t, s = flat.shape
+        mask = maskgit.training_mask(b, t, s, self.mask_rate, device=flat.device, per_frame=self.mask_per_frame)
+        inputs = rearrange(torch.where(mask, self.mask_id, flat), "b t (h w) -> b t h w", h=h)
+        reference = rearrange(flat, "b t (h w) -> b t h w", h=h)  # the copy gate points at the true past
+        x, previous, has_previous = self._features(inputs, act_id, reference=reference)
+        guesses = flat.clone()
+        guesses[mask] = self._head(x[mask], None if previous is None else previous[mask], has_previous[mask]).argmax(-1)
+        chosen = torch.rand(b, 1, 1, device=flat.device) < self.self_context  # (b 1 1) whole clips
+        return torch.where(chosen, guesses, flat)
 
     def _check_tokens(self, tokens: torch.Tensor) -> None:
         if tokens.dim() != 4 or tokens.is_floating_point():

@@ -430,3 +430,39 @@ def test_context_noise_replaces_only_unmasked_context_tokens_and_keeps_the_targe
     with pytest.raises(ValueError, match="context_noise"):
         DynamicsModel(16, 4, desc=(("space-time_attn", {"n_rep": 1, "n_embd": 32, "n_head": 2, "d_head": 16}),),
                       embed_dim=32, context_noise=1.5)  # fmt: skip
+
+
+def test_self_context_reads_the_models_own_guesses_in_chosen_clips_and_scores_the_true_tokens():
+    model = small(tok_vocab=64)
+    model.self_context = 1.0  # every clip
+    seen = []
+    features = model._features
+
+    def spy(inputs, act_id, reference=None):
+        seen.append((inputs, reference))
+        return features(inputs, act_id, reference=reference)
+
+    model._features = spy
+    tokens, acts = torch.randint(0, 64, (4, 6, 8, 8)), torch.randint(0, 4, (4, 6))
+    out = model.compute_losses(tokens, acts)
+    (first, _), (second, reference) = seen  # the guessing pass, then the loss pass
+    flat, guessed = tokens.flatten(2), first.flatten(2) == model.mask_id
+    context = reference.flatten(2)
+    # kept tokens of the first pass stay true; guessed ones are the model's argmax there, not the truth
+    assert torch.equal(context[~guessed], flat[~guessed])
+    with torch.no_grad():
+        own = model.logits(first, acts, reference=tokens).flatten(1, 2)[guessed.flatten(1, 2)].argmax(-1)
+    assert torch.equal(context[guessed], own)
+    assert (context[guessed] != flat[guessed]).float().mean() > 0.5  # an untrained model guesses wrong
+    mask = out.mask
+    assert torch.equal(second.flatten(2)[~mask], context[~mask])  # the loss pass reads the guesses
+    full = model.logits(second, acts, reference=reference)[mask]
+    torch.testing.assert_close(out.loss, F.cross_entropy(full, flat[mask]), rtol=1e-5, atol=1e-5)  # true targets
+    # off (or in evaluation mode) there is no guessing pass
+    model.eval()
+    seen.clear()
+    model.compute_losses(tokens, acts)
+    assert len(seen) == 1 and torch.equal(seen[0][1].flatten(2), flat)
+    with pytest.raises(ValueError, match="self_context"):
+        DynamicsModel(16, 4, desc=(("space-time_attn", {"n_rep": 1, "n_embd": 32, "n_head": 2, "d_head": 16}),),
+                      embed_dim=32, self_context=2.0)  # fmt: skip
