@@ -1,5 +1,6 @@
 """scripts/shift_oracle.py: the whole-pixel shift of a frame closest to the next one."""
 
+import pytest
 import torch
 
 from helpers.stage2 import load_script
@@ -25,7 +26,23 @@ def test_best_shift_finds_the_scroll_of_each_pair_and_keeps_a_still_frame():
         before[2],  # nothing moved
     ])  # fmt: skip
     moved, shifts = oracle.best_shift(before, after, max_shift=4)
-    assert shifts.tolist() == [[-3, 0], [2, 4], [0, 0]]
+    assert shifts[:, 0, 0].tolist() == [[-3, 0], [2, 4], [0, 0]]
     assert torch.equal(moved, after)
     _, limited = oracle.best_shift(before[1:2], after[1:2], max_shift=1)  # out of range: the closest in range
     assert limited.abs().max() <= 1
+
+
+def test_best_shift_per_region_moves_each_tile_on_its_own():
+    oracle = load_script("scripts/shift_oracle.py", "shift_oracle")
+    g = torch.Generator().manual_seed(1)
+    before = torch.rand(1, 3, 32, 32, generator=g) * 2 - 1
+    left, right = oracle.shift_frames(before, -2, 0, 4), oracle.shift_frames(before, 3, 1, 4)
+    after = torch.cat([left[..., :16], right[..., 16:]], dim=-1)  # the two halves moved differently
+    moved, shifts = oracle.best_shift(before, after, max_shift=4, regions=2)
+    assert shifts.shape == (1, 2, 2, 2)
+    assert shifts[0, :, 0].tolist() == [[-2, 0], [-2, 0]] and shifts[0, :, 1].tolist() == [[3, 1], [3, 1]]
+    assert torch.equal(moved, after)
+    whole, one = oracle.best_shift(before, after, max_shift=4)  # one shift for the frame cannot match both
+    assert (whole - after).square().mean() > 0.01 and one.shape == (1, 1, 1, 2)
+    with pytest.raises(ValueError, match="tile"):
+        oracle.best_shift(before, after, max_shift=4, regions=3)
