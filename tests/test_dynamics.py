@@ -179,9 +179,11 @@ def test_changed_weight_turns_an_uncertain_copy_into_a_change():
     assert (picks[1.0] == 0).all() and (picks[3.0] == 1).all(), picks
 
 
-@pytest.mark.parametrize("num_frames", [1, 3])
-def test_cached_generation_equals_uncached(num_frames):
+@pytest.mark.parametrize("num_frames,transpose", [(1, False), (3, False), (3, True)])
+def test_cached_generation_equals_uncached(num_frames, transpose):
     model = small().eval()
+    for block in model.blocks:
+        block.transpose = transpose  # temporal attention before spatial: the cache must still match
     tokens, acts = torch.randint(0, 16, (2, 3, 4, 4)), torch.randint(0, 4, (2, 3 + num_frames - 1))
     kw = dict(steps=6, temperature=0.0, num_frames=num_frames)
     cached = model.generate(tokens, acts, use_cache=True, **kw)
