@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tokenizer_checkpoint", help="also score the guesses through this tokenizer")
     p.add_argument("--json", help="write the report here")
     args = p.parse_args(argv)
-    if args.clips < 1 or args.frames < 2 or args.max_shift < 0 or any(r < 1 or 64 % r for r in args.regions):
-        p.error("need --clips >= 1, --frames >= 2, --max_shift >= 0 and --regions dividing 64")
+    if args.clips < 1 or args.frames < 2 or args.max_shift < 0 or any(r < 1 for r in args.regions):
+        p.error("need --clips >= 1, --frames >= 2, --max_shift >= 0 and --regions >= 1")
     dm = VideoDataModule(args.root, args.env_name, args.frames, 8, num_workers=0, eval_clips=args.clips)
     loader = dm.test_dataloader() if args.split == "test" else dm.val_dataloader()
     if len(loader.dataset) == 0:
@@ -102,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         before.append(rearrange(video[:, :, :-1], "b c t h w -> (b t) c h w"))
         after.append(rearrange(video[:, :, 1:], "b c t h w -> (b t) c h w"))
     before, after = torch.cat(before), torch.cat(after)
+    H, W = before.shape[-2:]
+    if any(H % r or W % r for r in args.regions):
+        print(f"shift_oracle.py: error: --regions {args.regions} must divide the {H}x{W} frames", file=sys.stderr)
+        return 2
+
     def oracle(regions: int) -> tuple[torch.Tensor, torch.Tensor]:
         found = [best_shift(b, a, args.max_shift, regions) for b, a in
                  tqdm(zip(before.split(64), after.split(64)), desc=f"shifts {regions}x{regions}", unit="batch",
