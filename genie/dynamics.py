@@ -109,7 +109,8 @@ class DynamicsModel(FrameSampler, nn.Module):
             with its greedy guesses (one MaskGIT round from the true past); the loss pass reads
             that filled clip, true tokens where the first pass kept them, and still scores
             against the true tokens. Unlike `context_noise`'s random codes, these are the errors
-            a rollout feeds back (mostly copies of the frame before). Costs one forward pass.
+            a rollout feeds back (mostly copies of the frame before). Costs a forward pass over
+            the chosen clips.
     """
 
     def __init__(
@@ -322,12 +323,7 @@ class DynamicsModel(FrameSampler, nn.Module):
             rate = self.context_noise * torch.rand(b, t, 1, device=tokens.device)  # per frame
             noised = (torch.rand(flat.shape, device=tokens.device) < rate) & ~mask
             context = torch.where(noised, torch.randint_like(flat, self.tok_vocab), flat)
-        inputs = rearrange(torch.where(mask, self.mask_id, context), "b t (h w) -> b t h w", h=h)
-        # the head (V logits per token) only where the loss looks: the masked tokens, under half
-        # of a clip's; the rest of the grid's logits would be computed and thrown away
-        reference = rearrange(context, "b t (h w) -> b t h w", h=h)
-        x, previous, has_previous = self._features(inputs, act_id, reference=reference)
-        logits = self._head(x[mask], None if previous is None else previous[mask], has_previous[mask]).float()  # (n V)
+        logits = self._masked_logits(context, mask, act_id, h).float()  # (n V)
         target = flat[mask]  # (n)
         count = mask.sum().clamp(min=1)
         weight = None
@@ -345,19 +341,30 @@ class DynamicsModel(FrameSampler, nn.Module):
         accuracy = (logits.argmax(-1) == target).float().sum() / count
         return DynamicsLosses(loss, accuracy.detach(), mask)
 
+    def _masked_logits(self, context: torch.Tensor, mask: torch.Tensor, act_id: torch.Tensor, h: int) -> torch.Tensor:
+        """Logits `(n V)` of the n masked places of `context (b T s)` under `mask (b T s)`. The head
+        (V logits per token) runs only there: the rest of the grid's logits would be thrown away."""
+        inputs = rearrange(torch.where(mask, self.mask_id, context), "b t (h w) -> b t h w", h=h)
+        reference = rearrange(context, "b t (h w) -> b t h w", h=h)  # what the copy gate points at
+        x, previous, has_previous = self._features(inputs, act_id, reference=reference)
+        return self._head(x[mask], None if previous is None else previous[mask], has_previous[mask])
+
     @torch.no_grad()
     def _own_guesses(self, flat: torch.Tensor, act_id: torch.Tensor, h: int) -> torch.Tensor:
         """`self_context`'s first pass: tokens `(b T s)` with, in a `self_context` share of the
-        clips, the tokens under a fresh training mask replaced by the model's greedy guesses."""
-        b, t, s = flat.shape
-        mask = maskgit.training_mask(b, t, s, self.mask_rate, device=flat.device, per_frame=self.mask_per_frame)
-        inputs = rearrange(torch.where(mask, self.mask_id, flat), "b t (h w) -> b t h w", h=h)
-        reference = rearrange(flat, "b t (h w) -> b t h w", h=h)  # the copy gate points at the true past
-        x, previous, has_previous = self._features(inputs, act_id, reference=reference)
-        guesses = flat.clone()
-        guesses[mask] = self._head(x[mask], None if previous is None else previous[mask], has_previous[mask]).argmax(-1)
-        chosen = torch.rand(b, 1, 1, device=flat.device) < self.self_context  # (b 1 1) whole clips
-        return torch.where(chosen, guesses, flat)
+        clips, the tokens under a fresh training mask replaced by the model's greedy guesses.
+        Only the chosen clips run through the model."""
+        chosen = torch.rand(flat.shape[0], device=flat.device) < self.self_context  # (b) whole clips
+        if not chosen.any():
+            return flat
+        picked = flat[chosen]  # (c T s)
+        c, t, s = picked.shape
+        mask = maskgit.training_mask(c, t, s, self.mask_rate, device=flat.device, per_frame=self.mask_per_frame)
+        guesses = picked.clone()
+        guesses[mask] = self._masked_logits(picked, mask, act_id[chosen], h).argmax(-1)
+        context = flat.clone()
+        context[chosen] = guesses
+        return context
 
     def _check_tokens(self, tokens: torch.Tensor) -> None:
         if tokens.dim() != 4 or tokens.is_floating_point():
