@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 
 
 class Shift(NamedTuple):
@@ -58,3 +59,47 @@ def phase_shift(a: torch.Tensor, b: torch.Tensor) -> Shift:
     dy = torch.where(iy > H // 2, iy - H, iy).to(r.dtype) + oy
     dx = torch.where(ix > W // 2, ix - W, ix).to(r.dtype) + ox
     return Shift(dx, dy, peak)
+
+
+def move(frames: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """`frames (n c H W)` each with its content moved by its own whole-pixel shift `shifts (n 2)`
+    as (dx, dy) (right and down positive), the edge pixels repeated into the space left behind."""
+    n, _, H, W = frames.shape
+    shifts = shifts.to(frames.device).long()
+    rows = (torch.arange(H, device=frames.device) - shifts[:, 1:2]).clamp(0, H - 1)  # (n H) source row
+    cols = (torch.arange(W, device=frames.device) - shifts[:, 0:1]).clamp(0, W - 1)  # (n W) source column
+    out = frames.gather(2, rows[:, None, :, None].expand(-1, frames.shape[1], -1, W))
+    return out.gather(3, cols[:, None, None, :].expand(-1, frames.shape[1], H, -1))
+
+
+def closest_shift(before: torch.Tensor, after: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """The whole-pixel shift `(n 2)` as (dx, dy), |dx|, |dy| <= `max_shift`, that takes each frame of
+    `before (n c H W)` closest (squared error of the channel mean, edges repeated, as `move`) to its
+    `after`; among equally close shifts the smallest move wins, so an unchanged frame gets (0, 0).
+
+    Every shift is scored at once: the error of a shift is sum(moved^2) - 2 sum(moved * after) +
+    sum(after^2), and over all shifts the first two are a box filter and a cross-correlation of
+    the once-padded frame, computed by FFT."""
+    if before.shape != after.shape:
+        raise ValueError(f"frames of different shapes: {tuple(before.shape)} and {tuple(after.shape)}")
+    a, b = before.double().mean(1, keepdim=True), after.double().mean(1, keepdim=True)  # (n 1 H W)
+    n, _, H, W = a.shape
+    r = max_shift
+    if n == 0:
+        return torch.zeros(0, 2, dtype=torch.long, device=a.device)
+    big = F.pad(a, (r, r, r, r), mode="replicate")[:, 0]  # (n H+2r W+2r)
+    size2 = big.shape[-2:]
+
+    def correlate(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:  # (n 2r+1 2r+1), by FFT
+        spectrum = torch.fft.rfft2(x) * torch.fft.rfft2(kernel, s=size2).conj()
+        return torch.fft.irfft2(spectrum, s=size2)[:, : 2 * r + 1, : 2 * r + 1]
+
+    cross = correlate(big, b[:, 0])  # [i, j]: sum of after times the padded frame at offset (i, j)
+    energy = correlate(big.square(), torch.ones_like(b[:, 0]))  # sum of the moved frame's squares
+    error = energy - 2 * cross  # + sum(after^2), the same for every shift
+    # offset (i, j) in the padded frame is the content moved by dx = r - j, dy = r - i
+    span = torch.arange(r, -r - 1, -1, device=a.device)  # shift at each offset
+    size = span[:, None].abs() + span[None, :].abs()  # (2r+1 2r+1) how far each shift moves
+    scale = error.flatten(1).abs().amax(1)[:, None, None] + 1.0
+    best = (error + 1e-9 * scale * size).flatten(1).argmin(1)  # ties (to rounding): the smaller move
+    return torch.stack([span[best % (2 * r + 1)], span[best // (2 * r + 1)]], dim=1)

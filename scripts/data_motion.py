@@ -16,6 +16,13 @@ LAM infers instead, over the same frames: how much of the recorded actions' moti
 actions carry, before any dynamics model has to render it (the LAM's share of the control probe).
 
     python scripts/data_motion.py --root ./data/skip8 --levels 60 --checkpoint runs/<run>/checkpoints/last.ckpt
+
+With `--whole R`, also the whole-pixel shift within +-R that `DynamicsModel(scroll=R)` is trained
+to predict (`genie.motion.closest_shift`), per group and split by whether the scene stood still
+(shift (0, 0)) in the step before: its mean, its most common dx and the share with no horizontal
+shift; and the share of all pairs whose shift lies at the limit R (clipped).
+
+    python scripts/data_motion.py --root ./data/skip8 --levels 60 --whole 8 --whole 16
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ sys.path.insert(0, str(REPO))
 from genie.action import LatentAction  # noqa: E402
 from genie.control import EFFECTIVE_GROUPS, summary  # noqa: E402
 from genie.data import to_video  # noqa: E402
-from genie.motion import phase_shift  # noqa: E402
+from genie.motion import closest_shift, phase_shift  # noqa: E402
 from genie.probe import group_table  # noqa: E402
 
 
@@ -57,7 +64,27 @@ def latent_actions(lam: LatentAction, frames: np.ndarray) -> np.ndarray:
     return np.concatenate(out)[: n - 1]
 
 
-def data_motion(split_dir: Path, action_names: list[str], levels: int, lam: LatentAction | None = None) -> dict:
+def whole_shifts(dx: np.ndarray, dy: np.ndarray, still_before: np.ndarray, group: np.ndarray, names: list[str],
+                 limit: int) -> dict:  # fmt: skip
+    """`--whole`'s statistics of whole-pixel shifts `dx, dy (n)` per group, after a still step or not."""
+    out = {"limit": limit, "share_at_limit_x": round(float((np.abs(dx) >= limit).mean()), 3),
+           "share_at_limit_y": round(float((np.abs(dy) >= limit).mean()), 3), "groups": {}}  # fmt: skip
+    for g, name in enumerate(names):
+        for label, when in (("after_still", still_before), ("after_moving", ~still_before)):
+            pick = (group == g) & when
+            if not pick.any():
+                continue
+            values, counts = np.unique(dx[pick], return_counts=True)
+            out["groups"].setdefault(name, {})[label] = {
+                "pairs": int(pick.sum()), "dx": round(float(dx[pick].mean()), 2),
+                "dy": round(float(dy[pick].mean()), 2), "most_common_dx": int(values[counts.argmax()]),
+                "share_dx_0": round(float((dx[pick] == 0).mean()), 2)}  # fmt: skip
+    return out
+
+
+def data_motion(
+    split_dir: Path, action_names: list[str], levels: int, lam: LatentAction | None = None, whole: list[int] = ()
+) -> dict:
     index = json.loads((split_dir / "index.json").read_text())  # per episode: first row and length
     episodes = list(zip(index["starts"], index["lengths"]))
     frames = np.load(split_dir / "frames.npy", mmap_mode="r")
@@ -65,6 +92,7 @@ def data_motion(split_dir: Path, action_names: list[str], levels: int, lam: Late
     firsts = np.load(split_dir / "firsts.npy", mmap_mode="r")
     groups_of = group_table(action_names).numpy()
     dx, dy, group = [], [], []
+    found = {r: ([], [], []) for r in whole}  # whole-pixel dx, dy and "still the step before" per limit
     for start, length in episodes[:levels]:
         rows = slice(start, start + length)
         f = torch.from_numpy(np.array(frames[rows])).permute(0, 3, 1, 2)  # (n c H W)
@@ -74,6 +102,12 @@ def data_motion(split_dir: Path, action_names: list[str], levels: int, lam: Late
         dy.append(shift.dy.numpy()[keep])
         taken = groups_of[np.array(actions[rows])[:-1]] if lam is None else latent_actions(lam, frames[rows])
         group.append(taken[keep])
+        for r, (wx, wy, still) in found.items():
+            w = closest_shift(f[:-1].float(), f[1:].float(), r).numpy()  # (n-1 2)
+            before = np.concatenate([[False], (w[:-1] == 0).all(1) & keep[:-1]])  # pair 0: no step before
+            wx.append(w[keep, 0])
+            wy.append(w[keep, 1])
+            still.append(before[keep])
     dx, dy, group = np.concatenate(dx), np.concatenate(dy), np.concatenate(group)
     names = EFFECTIVE_GROUPS if lam is None else [f"latent {k}" for k in range(lam.num_actions)]
     per_group = {
@@ -83,9 +117,13 @@ def data_motion(split_dir: Path, action_names: list[str], levels: int, lam: Late
     }  # fmt: skip
     means = np.array([[v["dx"], v["dy"]] for v in per_group.values()])
     spreads = summary(means[:, 0], means[:, 1], list(per_group))  # as the control probe measures them
-    return {"levels": min(levels, len(episodes)), "pairs": len(dx), "mean_abs_dx": round(float(np.abs(dx).mean()), 3),
-            "share_moving_x": round(float((np.abs(dx) >= 0.25).mean()), 3), "groups": per_group,
-            "spread_x": spreads["spread_x"], "spread_y": spreads["spread_y"]}  # fmt: skip
+    result = {"levels": min(levels, len(episodes)), "pairs": len(dx), "mean_abs_dx": round(float(np.abs(dx).mean()), 3),
+              "share_moving_x": round(float((np.abs(dx) >= 0.25).mean()), 3), "groups": per_group,
+              "spread_x": spreads["spread_x"], "spread_y": spreads["spread_y"]}  # fmt: skip
+    for r, parts in found.items():
+        wx, wy, still = (np.concatenate(p) for p in parts)
+        result[f"whole_{r}"] = whole_shifts(wx, wy, still, group, names, r)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,12 +134,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--levels", type=int, default=60)
     p.add_argument("--json", help="also write the result here")
     p.add_argument("--checkpoint", help="group by this genie.py fit checkpoint's latent actions instead")
+    p.add_argument("--whole", type=int, action="append", default=[], metavar="R",
+                   help="also whole-pixel shifts within +-R (repeatable)")
     args = p.parse_args(argv)
     env_dir = Path(args.root) / args.env_name.lower()
     try:
         meta = json.loads((env_dir / "metadata.json").read_text())
         lam = LatentAction.from_checkpoint(args.checkpoint).eval() if args.checkpoint else None
-        result = data_motion(env_dir / args.split, meta["action_names"], args.levels, lam)
+        result = data_motion(env_dir / args.split, meta["action_names"], args.levels, lam, args.whole)
     except (OSError, KeyError, ValueError) as e:  # a bad checkpoint: CheckpointError is a ValueError
         print(f"data_motion.py: error: {env_dir}: {type(e).__name__}: {e}", file=sys.stderr)
         return 2

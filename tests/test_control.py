@@ -222,3 +222,22 @@ def test_latent_motion_reads_each_frame_pair_once_in_order(n):
             expected = lam.encode(window)[0].actions[0].numpy()
             assert (got[start : start + len(expected)] == expected).all()
     assert len(set(got.tolist())) > 1 or n <= 4  # random frames: not one constant answer
+
+
+def test_data_motion_whole_shifts_per_group_after_a_still_step_or_not():
+    """scripts/data_motion.py --whole: per group and by what the step before did, the mean, the most
+    common dx and the share with no horizontal shift; the share at the limit over all pairs."""
+    from helpers.stage2 import load_script
+
+    whole_shifts = load_script("scripts/data_motion.py", "data_motion_script").whole_shifts
+    dx = np.array([0, 0, -4, -8, 3, 0])
+    dy = np.array([0, 8, 0, 0, 0, -2])
+    still = np.array([True, True, True, False, False, False])
+    group = np.array([0, 0, 0, 0, 1, 1])
+    out = whole_shifts(dx, dy, still, group, ["right", "left", "none"], limit=8)
+    assert out["share_at_limit_x"] == round(1 / 6, 3) and out["share_at_limit_y"] == round(1 / 6, 3)
+    right = out["groups"]["right"]
+    assert right["after_still"] == {"pairs": 3, "dx": round(-4 / 3, 2), "dy": round(8 / 3, 2), "most_common_dx": 0,
+                                    "share_dx_0": round(2 / 3, 2)}  # fmt: skip
+    assert right["after_moving"]["most_common_dx"] == -8 and right["after_moving"]["pairs"] == 1
+    assert "after_still" not in out["groups"]["left"] and "none" not in out["groups"]
