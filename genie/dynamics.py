@@ -38,15 +38,19 @@ from genie.attention import SpaceTimeBlock, TimeKV, space_angles
 from genie.blueprint import Blueprint, BlueprintError, Stack
 from genie.digits import DigitEmbedding, DigitHead, digit_table
 from genie.generation import FrameSampler, Step  # noqa: F401 (Step: part of this module's API)
+from genie.scroll import Scroller
+from genie.tokenizer import VideoTokenizer
 
 # The README's Python example: 4 ST blocks of width 256.
 DYNAMICS_DESC: Blueprint = (("space-time_attn", {"n_rep": 4, "n_embd": 256, "n_head": 4, "d_head": 16}),)
 
 
 class DynamicsLosses(NamedTuple):
-    loss: torch.Tensor  # mean cross-entropy over masked tokens
+    loss: torch.Tensor  # mean cross-entropy over masked tokens (+ the scroll's, with `scroll`)
     accuracy: torch.Tensor  # fraction of masked tokens whose argmax is right
     mask: torch.Tensor  # (b T s) which tokens were masked
+    shift_loss: torch.Tensor | None = None  # with `scroll`: cross-entropy of the predicted shifts
+    shift_accuracy: torch.Tensor | None = None  # with `scroll`: share of shifts (dx and dy) right
 
 
 class DynamicsModel(FrameSampler, nn.Module):
@@ -111,6 +115,13 @@ class DynamicsModel(FrameSampler, nn.Module):
             against the true tokens. Unlike `context_noise`'s random codes, these are the errors
             a rollout feeds back (mostly copies of the frame before). Costs a forward pass over
             the chosen clips.
+        scroll: largest scene shift R in pixels (0: off). With R > 0 the model first predicts the
+            whole-pixel shift (dx, dy), each in -R..R, from the frame before, the action and the
+            shift that led to that frame (momentum), with a small head of its own; the previous
+            frame moved by that shift and tokenized again (`genie.scroll`) is then added to the new
+            frame's input, and the copy gate (if on) points at it instead of the unmoved frame.
+            Training moves each frame by its true shift and also scores the predicted shifts.
+            Needs the tokenizer at hand (`attach`): it moves pixels, not tokens.
     """
 
     def __init__(
@@ -133,6 +144,7 @@ class DynamicsModel(FrameSampler, nn.Module):
         expected_weight: float = 0.0,
         context_noise: float = 0.0,
         self_context: float = 0.0,
+        scroll: int = 0,
     ):
         super().__init__()
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -192,7 +204,54 @@ class DynamicsModel(FrameSampler, nn.Module):
             # over V codes) the copy already takes half the probability: log(V)
             nn.init.zeros_(self.copy_gate.weight)
             nn.init.constant_(self.copy_gate.bias, math.log(tok_vocab))
+        if scroll < 0:
+            raise ValueError(f"scroll is a largest shift in pixels (0: off), got {scroll}")
+        self.scroll, self._scroller = scroll, None
+        if scroll:
+            n = 2 * scroll + 1  # shifts -R..R per axis; class n: the shift before is unknown
+            self.shift_act = nn.Embedding(act_vocab + 1, embed_dim)
+            self.shift_before = nn.Embedding(2 * (n + 1), embed_dim)  # dx's classes, then dy's
+            self.shift_head = nn.Sequential(nn.LayerNorm(embed_dim), nn.Linear(embed_dim, 2 * embed_dim), nn.GELU(),
+                                            nn.Linear(2 * embed_dim, 2 * n))  # fmt: skip
+            self.moved_embed = nn.Linear(embed_dim, embed_dim)
+            nn.init.zeros_(self.moved_embed.weight)  # starts as the model without the moved frame
+            nn.init.zeros_(self.moved_embed.bias)
         self._compiled_round = None  # set by compile_rounds
+
+    def attach(self, tokenizer: VideoTokenizer) -> DynamicsModel:
+        """Give a `scroll` model the frozen tokenizer it moves frames with (not part of its weights)."""
+        if self.scroll:
+            self._scroller = Scroller(tokenizer, self.scroll)
+        return self
+
+    @property
+    def scroller(self) -> Scroller:
+        if self._scroller is None:
+            raise RuntimeError("this dynamics model predicts the scene's scroll and needs the tokenizer it was "
+                               "trained with: call dynamics.attach(tokenizer) first")  # fmt: skip
+        return self._scroller
+
+    def shift_logits(
+        self, frame: torch.Tensor, act: torch.Tensor, before: torch.Tensor | None, known: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits `(... 2 2R+1)` of the shift (dx, dy) from `frame (... h w)` to the next one under
+        action ids `act (...)`, given the shift that led to `frame`, `before (... 2)` in pixels,
+        where `known (...)` (default: everywhere; None `before`: nowhere, as at a rollout's first frame)."""
+        n = 2 * self.scroll + 1
+        index = act.new_full((*act.shape, 2), n)  # unknown
+        if before is not None:
+            known = torch.ones_like(act, dtype=torch.bool) if known is None else known
+            index = torch.where(known[..., None], before.long() + self.scroll, index)
+        index = index + torch.tensor([0, n + 1], device=act.device)  # dy's classes after dx's
+        summary = self.tok_embed(frame).flatten(-3, -2).mean(-2)  # (... e) the frame's mean token
+        x = summary + self.shift_act(act) + self.shift_before(index).sum(-2)
+        return rearrange(self.shift_head(x), "... (k n) -> ... k n", k=2)
+
+    def _moved(self, moved: torch.Tensor | None) -> torch.Tensor | None:
+        """What the moved previous frame `(b t h w)` adds to each token, `(b t s e)`; None without scroll."""
+        if not self.scroll or moved is None:
+            return None
+        return rearrange(self.moved_embed(self.tok_embed(moved)), "b t h w e -> b t (h w) e")
 
     # --- the one place actions meet frames ---
     def frame_actions(self, act_id: torch.Tensor, t: int) -> torch.Tensor:
@@ -205,11 +264,17 @@ class DynamicsModel(FrameSampler, nn.Module):
         start = torch.full_like(act_id[:, :1], self.no_action)
         return torch.cat([start, act_id[:, : t - 1]], dim=1)
 
-    def _embed(self, tokens: torch.Tensor, actions: torch.Tensor, t0: int = 0) -> torch.Tensor:
+    def _embed(
+        self, tokens: torch.Tensor, actions: torch.Tensor, t0: int = 0, moved: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Tokens `(b t h w)` (frames t0..t0+t-1) and their aligned action ids `(b t)` -> `(b t a+s e)`
-        (a = `action_slots` action tokens in front of the s frame tokens)."""
+        (a = `action_slots` action tokens in front of the s frame tokens); with `scroll`, `moved
+        (b t h w)` is each frame's predecessor moved by the shift into it (`genie.scroll`)."""
         _, t, h, w = tokens.shape
         x = rearrange(self.tok_embed(tokens), "b t h w e -> b t (h w) e")
+        extra = self._moved(moved)
+        if extra is not None:
+            x = x + extra
         return self._open_slots(x) + self._placement(actions, t0, h, w)
 
     def _open_slots(self, x: torch.Tensor) -> torch.Tensor:
@@ -268,29 +333,41 @@ class DynamicsModel(FrameSampler, nn.Module):
             cache.append(kv)
         return x, cache
 
-    def logits(self, tokens: torch.Tensor, act_id: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+    def logits(
+        self, tokens: torch.Tensor, act_id: torch.Tensor, reference: torch.Tensor | None = None,
+        moved: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         """Logits `(b T s V)` for every token of `tokens (b T h w)` (mask id allowed).
 
         `reference (b T h w)`: the unmasked frames, whose frame t-1 the copy gate points at for
         frame t (default: `tokens`, right when their past frames are whole, as in sampling).
+        `moved (b T h w)`, with `scroll`: each frame's predecessor moved by the shift into it
+        (default: by the true shifts between the frames of `reference`, `Scroller.teacher`).
         """
-        x, previous, has_previous = self._features(tokens, act_id, reference)
+        x, previous, has_previous = self._features(tokens, act_id, reference, moved)
         return self._head(x, previous, has_previous)
 
     def _features(
-        self, tokens: torch.Tensor, act_id: torch.Tensor, reference: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        self, tokens: torch.Tensor, act_id: torch.Tensor, reference: torch.Tensor | None = None,
+        moved: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:  # fmt: skip
         """What the head reads for `tokens (b T h w)`: features `(b T s e)` and, for the copy gate,
-        the previous frame's token at each place `(b T s)` and whether there is one `(b T s 1)`."""
+        the token each place points at, the previous frame's (with `scroll`: the moved previous
+        frame's) `(b T s)`, and whether there is one `(b T s 1)`."""
         self._check_tokens(tokens)
+        ref = tokens if reference is None else reference
+        if self.scroll and moved is None:
+            moved = self.scroller.teacher(ref).moved
         actions = self.frame_actions(act_id, tokens.shape[1])
         angles = self._angles(*tokens.shape[-2:], tokens.device)
-        x = self._frame_part(self._trunk(self._embed(tokens, actions), actions, angles=angles)[0])
+        x = self._frame_part(self._trunk(self._embed(tokens, actions, moved=moved), actions, angles=angles)[0])
         b, t, s, _ = x.shape
         has_previous = (torch.arange(t, device=x.device) > 0)[None, :, None, None].expand(b, t, s, 1)
         if self.copy_gate is None:
             return x, None, has_previous
-        ref = rearrange(tokens if reference is None else reference, "b t h w -> b t (h w)")
+        if moved is not None:  # frame t points at frame t-1 moved by the shift into t
+            return x, rearrange(moved, "b t h w -> b t (h w)"), has_previous
+        ref = rearrange(ref, "b t h w -> b t (h w)")
         previous = torch.cat([ref[:, :1], ref[:, :-1]], dim=1)  # frame 0 has none: its gate is zeroed
         return x, previous, has_previous
 
@@ -311,19 +388,28 @@ class DynamicsModel(FrameSampler, nn.Module):
         """MaskGIT loss of a clip: `loss = dynamics.compute_loss(tokens (b T h w), act_id (b T))`."""
         return self.compute_losses(tokens, act_id).loss
 
-    def compute_losses(self, tokens: torch.Tensor, act_id: torch.Tensor) -> DynamicsLosses:
+    def compute_losses(
+        self, tokens: torch.Tensor, act_id: torch.Tensor, video: torch.Tensor | None = None
+    ) -> DynamicsLosses:
+        """The loss and its parts; with `scroll`, `video (b c T H W)` in [-1, 1] are the clip's real
+        frames, which the moved frames are made of (`Scroller.teacher`; default: the decoded tokens)."""
         self._check_tokens(tokens)
         b, t, h, w = tokens.shape
         mask = maskgit.training_mask(b, t, h * w, self.mask_rate, device=tokens.device, per_frame=self.mask_per_frame)
         flat = rearrange(tokens, "b t h w -> b t (h w)")
+        scrolled = None
+        if self.scroll:
+            frames = None if video is None else rearrange(video, "b c t h w -> b t c h w")
+            scrolled = self.scroller.teacher(tokens, frames)
+        moved = None if scrolled is None else scrolled.moved
         context = flat
         if self.self_context and self.training:
-            context = self._own_guesses(flat, act_id, h)
+            context = self._own_guesses(flat, act_id, h, moved)
         if self.context_noise:
             rate = self.context_noise * torch.rand(b, t, 1, device=tokens.device)  # per frame
             noised = (torch.rand(flat.shape, device=tokens.device) < rate) & ~mask
-            context = torch.where(noised, torch.randint_like(flat, self.tok_vocab), flat)
-        logits = self._masked_logits(context, mask, act_id, h).float()  # (n V)
+            context = torch.where(noised, torch.randint_like(flat, self.tok_vocab), context)  # on top of self_context's
+        logits = self._masked_logits(context, mask, act_id, h, moved).float()  # (n V)
         target = flat[mask]  # (n)
         count = mask.sum().clamp(min=1)
         weight = None
@@ -339,18 +425,40 @@ class DynamicsModel(FrameSampler, nn.Module):
             error = error.sum() / count if weight is None else (error * weight).sum() / weight.sum().clamp(min=1)
             loss = loss + self.expected_weight * error
         accuracy = (logits.argmax(-1) == target).float().sum() / count
-        return DynamicsLosses(loss, accuracy.detach(), mask)
+        if scrolled is None:
+            return DynamicsLosses(loss, accuracy.detach(), mask)
+        shift_loss, shift_accuracy = self._shift_losses(tokens, act_id, scrolled.shifts)
+        return DynamicsLosses(loss + shift_loss, accuracy.detach(), mask, shift_loss.detach(), shift_accuracy)
 
-    def _masked_logits(self, context: torch.Tensor, mask: torch.Tensor, act_id: torch.Tensor, h: int) -> torch.Tensor:
+    def _shift_losses(
+        self, tokens: torch.Tensor, act_id: torch.Tensor, shifts: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-entropy and accuracy of the shift predicted for every step of a clip `(b T h w)`
+        against the true `shifts (b T-1 2)`; the shift before frame 0 is unknown."""
+        b, t = tokens.shape[:2]
+        before = torch.cat([torch.zeros_like(shifts[:, :1]), shifts[:, :-1]], dim=1)  # (b T-1 2)
+        known = (torch.arange(t - 1, device=shifts.device) > 0).expand(b, -1)  # none before frame 0
+        logits = self.shift_logits(tokens[:, :-1], act_id[:, : t - 1], before, known).float()  # (b T-1 2 n)
+        target = shifts + self.scroll  # (b T-1 2) classes 0..2R
+        loss = F.cross_entropy(rearrange(logits, "b t k n -> (b t k) n"), target.flatten())
+        return loss, (logits.argmax(-1) == target).float().mean().detach()
+
+    def _masked_logits(
+        self, context: torch.Tensor, mask: torch.Tensor, act_id: torch.Tensor, h: int,
+        moved: torch.Tensor | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         """Logits `(n V)` of the n masked places of `context (b T s)` under `mask (b T s)`. The head
-        (V logits per token) runs only there: the rest of the grid's logits would be thrown away."""
+        (V logits per token) runs only there: the rest of the grid's logits would be thrown away.
+        `moved (b T h w)`: with `scroll`, each frame's moved predecessor."""
         inputs = rearrange(torch.where(mask, self.mask_id, context), "b t (h w) -> b t h w", h=h)
         reference = rearrange(context, "b t (h w) -> b t h w", h=h)  # what the copy gate points at
-        x, previous, has_previous = self._features(inputs, act_id, reference=reference)
+        x, previous, has_previous = self._features(inputs, act_id, reference=reference, moved=moved)
         return self._head(x[mask], None if previous is None else previous[mask], has_previous[mask])
 
     @torch.no_grad()
-    def _own_guesses(self, flat: torch.Tensor, act_id: torch.Tensor, h: int) -> torch.Tensor:
+    def _own_guesses(
+        self, flat: torch.Tensor, act_id: torch.Tensor, h: int, moved: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """`self_context`'s first pass: tokens `(b T s)` with, in a `self_context` share of the
         clips, the tokens under a fresh training mask replaced by the model's greedy guesses.
         Only the chosen clips run through the model."""
@@ -361,7 +469,8 @@ class DynamicsModel(FrameSampler, nn.Module):
         c, t, s = picked.shape
         mask = maskgit.training_mask(c, t, s, self.mask_rate, device=flat.device, per_frame=self.mask_per_frame)
         guesses = picked.clone()
-        guesses[mask] = self._masked_logits(picked, mask, act_id[chosen], h).argmax(-1)
+        moved = None if moved is None else moved[chosen]
+        guesses[mask] = self._masked_logits(picked, mask, act_id[chosen], h, moved).argmax(-1)
         context = flat.clone()
         context[chosen] = guesses
         return context

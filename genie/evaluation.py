@@ -88,7 +88,7 @@ class Evaluator:
                 f"horizon {horizon} needs {horizon + 1} frames; the models take at most "
                 f"{min(dynamics.max_frames, lam.max_frames)} (max_frames)"
             )
-        self.tokenizer, self.lam, self.dynamics = tokenizer.eval(), lam.eval(), dynamics.eval()
+        self.tokenizer, self.lam, self.dynamics = tokenizer.eval(), lam.eval(), dynamics.eval().attach(tokenizer)
         self.horizon, self.steps, self.temperature, self.generator = horizon, steps, temperature, generator
         self.num_examples = examples
         self.recorded = action_source == "recorded"

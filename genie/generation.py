@@ -12,7 +12,8 @@ The blocks of a round see the cache with fixed shapes (`FixedKV`), so `compile_r
 
 `FrameSampler` is the sampling half of `genie.dynamics.DynamicsModel`, which provides the
 network: `frame_actions`, `logits`, `_embed`, `_open_slots`, `_placement`, `_frame_part`,
-`_block_actions`, `_angles`, `_trunk`, `_head`, `tok_embed`, `blocks`, `mask_id`, `copy_gate`.
+`_block_actions`, `_angles`, `_trunk`, `_head`, `tok_embed`, `blocks`, `mask_id`, `copy_gate`, and
+with `scroll`: `scroller`, `shift_logits`, `_moved`.
 """
 
 from __future__ import annotations
@@ -130,21 +131,29 @@ class FrameSampler:
         b, t, h, w = tokens.shape
         actions = self.frame_actions(act_id, t + 1)  # (b T+1)
         fixed, angles = None, self._angles(h, w, tokens.device)
+        # with `scroll`: the last frame moved by the shift the model predicts, (b 1 h w)
+        moved = self._scrolled_frame(tokens, actions[:, t], temperature, generator) if self.scroll else None
         if use_cache:
             if cache is None:
                 seen = actions[:, :t]
-                cache = [kv.with_room(room) for kv in self._trunk(self._embed(tokens, seen), seen, angles=angles)[1]]
+                before = self.scroller.teacher(tokens).moved if self.scroll else None  # the context's own
+                x = self._embed(tokens, seen, moved=before)
+                cache = [kv.with_room(room) for kv in self._trunk(x, seen, angles=angles)[1]]
             # what every MaskGIT round of this frame shares: computed once, not per round
             now = actions[:, t : t + 1]
-            fixed = ([kv.fixed() for kv in cache], self._placement(now, t, h, w), self._block_actions(now), angles)
-        logits_fn = partial(self._frame_logits, past=tokens, actions=actions, fixed=fixed)
+            placement = self._placement(now, t, h, w)
+            if moved is not None:
+                placement = placement + self._open_slots(self._moved(moved))
+            fixed = ([kv.fixed() for kv in cache], placement, self._block_actions(now), angles)
+        logits_fn = partial(self._frame_logits, past=tokens, actions=actions, fixed=fixed, moved=moved)
         frame, expected = maskgit.decode(logits_fn, b, h * w, self.mask_id, steps=steps, temperature=temperature,
                                          device=tokens.device, generator=generator, values=values)  # fmt: skip
         new = rearrange(frame, "b (h w) -> b 1 h w", h=h)
         if expected is not None:
             expected = rearrange(expected, "b (h w) d -> b d 1 h w", h=h)
         if use_cache and extend_cache:  # the finished frame's keys/values, once
-            cache = self._trunk(self._embed(new, actions[:, t : t + 1], t0=t), actions[:, t : t + 1], cache, angles)[1]
+            x = self._embed(new, actions[:, t : t + 1], t0=t, moved=moved)
+            cache = self._trunk(x, actions[:, t : t + 1], cache, angles)[1]
         return Step(torch.cat([tokens, new], dim=1), cache if use_cache and extend_cache else None, expected)
 
     def _frame_logits(
@@ -155,24 +164,52 @@ class FrameSampler:
         past: torch.Tensor,
         actions: torch.Tensor,
         fixed: tuple[list[FixedKV], torch.Tensor, torch.Tensor | None, torch.Tensor | None] | None,
+        moved: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits `(b m V)` at `positions (b m)` of the frame `(b s)` that follows `past (b t h w)`.
 
         With `fixed` (the keys/values of `past` as `FixedKV`s, the new frame's placement, its
         per-block actions and its rotary angles), only the new frame runs through the blocks, and only the m requested
         positions go through the output head; without, these are the training logits.
+        `moved (b 1 h w)`: with `scroll`, the last frame moved by the predicted shift (in `fixed`'s
+        placement already; the copy gate points at it).
         """
         t, h = past.shape[1], past.shape[2]
         if fixed is None:  # the training logits of the past frames and this one
             new = rearrange(frame, "b (h w) -> b 1 h w", h=h)
-            logits = self.logits(torch.cat([past, new], dim=1), actions[:, 1 : t + 1])[:, -1]  # (b s V)
+            every = None if moved is None else torch.cat([self.scroller.teacher(past).moved, moved], dim=1)
+            logits = self.logits(torch.cat([past, new], dim=1), actions[:, 1 : t + 1], moved=every)[:, -1]  # (b s V)
             return torch.gather(logits, 1, positions[..., None].expand(-1, -1, logits.shape[-1]))
         x = self._frame_part(self._round(frame, fixed[1], fixed[0], fixed[2], fixed[3]))  # (b s e)
         x = torch.gather(x, 1, positions[..., None].expand(-1, -1, x.shape[-1]))  # (b m e)
         if self.copy_gate is None:
             return self._head(x)
-        previous = torch.gather(rearrange(past[:, -1], "b h w -> b (h w)"), 1, positions)  # (b m)
+        pointed = past[:, -1] if moved is None else moved[:, 0]  # what the copy gate points at
+        previous = torch.gather(rearrange(pointed, "b h w -> b (h w)"), 1, positions)  # (b m)
         return self._head(x, previous)
+
+    def _scrolled_frame(
+        self, tokens: torch.Tensor, act: torch.Tensor, temperature: float, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """`scroll`'s first move: the shift from the last frame of `tokens (b T h w)` under action
+        ids `act (b)`, predicted, and that frame moved by it, tokenized: `(b 1 h w)`.
+
+        At temperature 0 the shift is the predicted distribution's mean, rounded, not its most
+        likely value: a shift is a distance, and under a random policy's data "stand still" is
+        often the single most likely shift even for an action that mostly moves (CoinRun at 8
+        frames a step, LEFT from standing: no shift in half the steps, a mean of 4.9 px;
+        `scripts/data_motion.py --whole 16`), so the most likely shift would freeze the scene.
+        Otherwise it is sampled like the tokens.
+        """
+        frames = self.scroller.pixels(tokens[:, -2:])  # (b 1-2 c H W): the shift into the last frame, if any
+        before = self.scroller.shifts(frames)[:, -1] if frames.shape[1] > 1 else None
+        logits = self.shift_logits(tokens[:, -1], act, before).float()  # (b 2 n)
+        if temperature == 0:
+            values = torch.arange(logits.shape[-1], device=logits.device, dtype=logits.dtype)
+            pick = (logits.softmax(-1) @ values).round().long()  # (b 2) the mean class
+        else:
+            pick = maskgit.sample_categorical((logits / temperature).softmax(-1), generator)
+        return self.scroller.move(frames[:, -1], pick - self.scroll, tokens[:, -1])[:, None]
 
     def _round(
         self, frame: torch.Tensor, placement: torch.Tensor, past: list[FixedKV], per_block: torch.Tensor | None,

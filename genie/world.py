@@ -78,7 +78,7 @@ class World:
                 f"{tokenizer.codebook_size} codes: these checkpoints were not trained together"
             )
         require_frame_tokens(tokenizer.downsampling[0], "the tokenizer")
-        self.tokenizer, self.dynamics = tokenizer.eval(), dynamics.eval()
+        self.tokenizer, self.dynamics = tokenizer.eval(), dynamics.eval().attach(tokenizer)
         if compile:
             dynamics.compile_rounds("reduce-overhead" if self.device.type == "cuda" else None)
         self.steps, self.temperature, self.generator = steps, temperature, generator

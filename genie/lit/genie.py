@@ -99,7 +99,7 @@ class GenieTraining(L.LightningModule):
         self.recorded = action_source == "recorded"
         actions = recorded_actions if self.recorded else lam.num_actions
         self.dynamics = dynamics(self.tokenizer.codebook_size, actions, lam.max_frames,
-                                 token_levels=self.tokenizer.token_levels)
+                                 token_levels=self.tokenizer.token_levels).attach(self.tokenizer)
         k = lam.num_actions
         self.register_buffer("action_counts", torch.zeros(k, dtype=torch.long), persistent=False)
         self.register_buffer("contingency", torch.zeros(k, recorded_actions, dtype=torch.long), persistent=False)
@@ -152,7 +152,7 @@ class GenieTraining(L.LightningModule):
         tokens = self.tokenize(batch.video)
         lam = self.lam.compute_losses(batch.video)
         actions = batch.actions[:, : tokens.shape[1] - 1] if self.recorded else lam.actions
-        dyn = self.dynamics.compute_losses(tokens, actions)  # integer ids: stop-gradient
+        dyn = self.dynamics.compute_losses(tokens, actions, batch.video)  # integer ids: stop-gradient
         return tokens, lam, dyn, actions
 
     def training_step(self, batch: Clip, batch_idx: int) -> torch.Tensor:
@@ -164,12 +164,20 @@ class GenieTraining(L.LightningModule):
                 "train/loss": loss.detach(),
                 "train/dyn_loss": dyn.loss.detach(),
                 "train/dyn_acc": dyn.accuracy,
+                **self._shift_metrics(dyn, "train"),
                 **{f"train/lam_{k}": v.detach() for k, v in lam.terms.items()},
                 "train/action_perplexity": usage.perplexity,
                 "train/action_restarts": self.lam.quantizer.restarts.float(),
             }
         )
         return loss
+
+    @staticmethod
+    def _shift_metrics(dyn, stage: str) -> dict:
+        """With the dynamics' `scroll`: its shift loss and accuracy (part of `dyn_loss` already)."""
+        if dyn.shift_loss is None:
+            return {}
+        return {f"{stage}/dyn_shift_loss": dyn.shift_loss, f"{stage}/dyn_shift_acc": dyn.shift_accuracy}
 
     # --- evaluation ---
     def validation_step(self, batch: Clip, batch_idx: int) -> None:
@@ -189,6 +197,7 @@ class GenieTraining(L.LightningModule):
             f"{stage}/loss": lam.loss + dyn.loss,
             f"{stage}/dyn_loss": dyn.loss,
             f"{stage}/dyn_acc": dyn.accuracy,
+            **self._shift_metrics(dyn, stage),
             **{f"{stage}/lam_{k}": v for k, v in lam.terms.items()},
             f"{stage}/lam_psnr": psnr(lam.recon[:, :, 1:].float().clamp(-1, 1), video[:, :, 1:]).mean(),
         }
