@@ -88,7 +88,9 @@ class Evaluator:
                 f"horizon {horizon} needs {horizon + 1} frames; the models take at most "
                 f"{min(dynamics.max_frames, lam.max_frames)} (max_frames)"
             )
-        self.tokenizer, self.lam, self.dynamics = tokenizer.eval(), lam.eval(), dynamics.eval().attach(tokenizer)
+        self.tokenizer, self.lam, self.dynamics = tokenizer.eval(), lam.eval(), dynamics.eval()
+        if getattr(dynamics, "scroll", 0):  # it moves frames with the tokenizer (`genie.scroll`)
+            dynamics.attach(tokenizer)
         self.horizon, self.steps, self.temperature, self.generator = horizon, steps, temperature, generator
         self.num_examples = examples
         self.recorded = action_source == "recorded"

@@ -410,9 +410,9 @@ def test_context_noise_replaces_only_unmasked_context_tokens_and_keeps_the_targe
     seen = {}
     features = model._features
 
-    def spy(inputs, act_id, reference=None):
+    def spy(inputs, act_id, reference=None, moved=None):
         seen["inputs"], seen["reference"] = inputs, reference
-        return features(inputs, act_id, reference=reference)
+        return features(inputs, act_id, reference=reference, moved=moved)
 
     model._features = spy
     tokens, acts = torch.randint(0, 64, (8, 6, 8, 8)), torch.randint(0, 4, (8, 6))
@@ -440,9 +440,9 @@ def test_self_context_reads_the_models_own_guesses_in_chosen_clips_and_scores_th
     seen = []
     features = model._features
 
-    def spy(inputs, act_id, reference=None):
+    def spy(inputs, act_id, reference=None, moved=None):
         seen.append((inputs, reference))
-        return features(inputs, act_id, reference=reference)
+        return features(inputs, act_id, reference=reference, moved=moved)
 
     model._features = spy
     tokens, acts = torch.randint(0, 64, (4, 6, 8, 8)), torch.randint(0, 4, (4, 6))
