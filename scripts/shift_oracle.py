@@ -28,7 +28,6 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange, reduce, repeat
 from tqdm import tqdm
 
@@ -37,15 +36,8 @@ sys.path.insert(0, str(REPO))
 
 from genie.data import VideoDataModule, to_clip  # noqa: E402
 from genie.evaluation import frame_psnr  # noqa: E402
+from genie.motion import move  # noqa: E402
 from genie.record import write_json  # noqa: E402
-
-
-def shift_frames(frames: torch.Tensor, dx: int, dy: int, pad: int) -> torch.Tensor:
-    """`frames (n c H W)` with their content moved right by `dx` and down by `dy` pixels, the
-    edges repeated (`pad` >= |dx|, |dy|)."""
-    H, W = frames.shape[-2:]
-    big = F.pad(frames, (pad, pad, pad, pad), mode="replicate")
-    return big[:, :, pad - dy : pad - dy + H, pad - dx : pad - dx + W]
 
 
 def best_shift(
@@ -65,7 +57,7 @@ def best_shift(
     shifts = torch.zeros(n, regions, regions, 2, dtype=torch.long)
     for dy in range(-max_shift, max_shift + 1):
         for dx in range(-max_shift, max_shift + 1):
-            moved = shift_frames(before, dx, dy, max_shift)
+            moved = move(before, torch.tensor([[dx, dy]]).expand(n, 2))
             e = tile_error(moved)
             better = e < err  # (n r r)
             err = torch.where(better, e, err)

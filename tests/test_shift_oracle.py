@@ -3,13 +3,18 @@
 import pytest
 import torch
 
+from genie.motion import move
 from helpers.stage2 import load_script
 
 
+def shift_frames(frames: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
+    """Every frame of `frames (n c H W)` moved by the same (dx, dy), as the oracle tries them."""
+    return move(frames, torch.tensor([[dx, dy]]).expand(len(frames), 2))
+
+
 def test_shift_frames_moves_the_content_and_repeats_the_edges():
-    oracle = load_script("scripts/shift_oracle.py", "shift_oracle")
     frames = torch.arange(16.0).view(1, 1, 4, 4)
-    moved = oracle.shift_frames(frames, dx=1, dy=-1, pad=2)
+    moved = shift_frames(frames, 1, -1)
     # content moved right by one and up by one: row r, column c shows frames[r + 1, c - 1]
     assert torch.equal(moved[0, 0, :3, 1:], frames[0, 0, 1:, :3])
     assert torch.equal(moved[0, 0, :3, 0], frames[0, 0, 1:, 0])  # the left edge repeated
@@ -21,8 +26,8 @@ def test_best_shift_finds_the_scroll_of_each_pair_and_keeps_a_still_frame():
     g = torch.Generator().manual_seed(0)
     before = torch.rand(3, 3, 16, 16, generator=g) * 2 - 1
     after = torch.stack([
-        oracle.shift_frames(before[:1], -3, 0, 4)[0],  # the scene scrolled left: the agent ran right
-        oracle.shift_frames(before[1:2], 2, 4, 4)[0],
+        shift_frames(before[:1], -3, 0)[0],  # the scene scrolled left: the agent ran right
+        shift_frames(before[1:2], 2, 4)[0],
         before[2],  # nothing moved
     ])  # fmt: skip
     moved, shifts = oracle.best_shift(before, after, max_shift=4)
@@ -36,7 +41,7 @@ def test_best_shift_per_region_moves_each_tile_on_its_own():
     oracle = load_script("scripts/shift_oracle.py", "shift_oracle")
     g = torch.Generator().manual_seed(1)
     before = torch.rand(1, 3, 32, 32, generator=g) * 2 - 1
-    left, right = oracle.shift_frames(before, -2, 0, 4), oracle.shift_frames(before, 3, 1, 4)
+    left, right = shift_frames(before, -2, 0), shift_frames(before, 3, 1)
     after = torch.cat([left[..., :16], right[..., 16:]], dim=-1)  # the two halves moved differently
     moved, shifts = oracle.best_shift(before, after, max_shift=4, regions=2)
     assert shifts.shape == (1, 2, 2, 2)
