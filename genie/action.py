@@ -28,6 +28,15 @@ instead of its mean over space. The mean keeps what changed but not where: a scr
 whole scene and a change in one corner can average to the same vector, and CoinRun's running
 shows as a shift of everything while a jump moves the agent and the camera.
 
+`motion_shift=R` (an option): the action vector a_t is also asked, by a linear head, for the
+whole-pixel scene shift (dx, dy) from frame t to t+1, each in -R..R, measured on the frames
+themselves (`genie.motion.closest_shift`; no recorded action is used). CoinRun's camera follows
+the agent, so the shift is most of what a button does; the reconstruction loss alone spends the
+K codes on whatever lowers the pixel error, and a random policy's momentum lets the decoder
+guess the motion from the history, so the codes need not carry it. The cross-entropy, weighted
+by `motion_weight`, reaches the encoder through the straight-through vectors and sorts the codes
+by motion, which a `DynamicsModel(scroll=R)` then reads back.
+
 Departure from the paper, on by default (`predict_delta`): the decoder predicts the change
 x_{t+1} - x_t and adds it to x_t. At CoinRun's coarse 16x16-pixel patches, rebuilding the
 whole frame from patch features is most of the work; predicting the change leaves the action
@@ -45,6 +54,7 @@ from torch import nn
 
 from genie.blocks import frame_conv
 from genie.blueprint import Blueprint, Stack
+from genie.motion import closest_shift
 from genie.vq import VectorQuantizer
 
 # README-example-shaped presets (n_embd 256): the encoder halves the patch grid, the decoder
@@ -106,6 +116,9 @@ class LatentAction(nn.Module):
         action_readout: how a_t is read off the encoder's features of frame t+1: `mean` over
             space (as Genie's pooled encoder output) or `grid`, a linear map of every position
             (see the module docstring).
+        motion_shift: largest scene shift R in pixels the action vector is also trained to
+            predict (0: off; see the module docstring).
+        motion_weight: weight of that shift's cross-entropy in the total.
     """
 
     def __init__(
@@ -126,6 +139,8 @@ class LatentAction(nn.Module):
         normalize_codes: bool = False,
         decoder_context: Literal["history", "frame"] = "history",
         action_readout: Literal["mean", "grid"] = "mean",
+        motion_shift: int = 0,
+        motion_weight: float = 0.1,
     ):
         super().__init__()
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -157,6 +172,11 @@ class LatentAction(nn.Module):
             num_actions, d_codebook, commit_weight, dead_fraction=dead_fraction, normalize=normalize_codes
         )
         self.to_pixels = nn.Sequential(nn.LayerNorm(n_embd), nn.Linear(n_embd, patch_size**2 * inp_channels))
+        if motion_shift < 0 or motion_weight < 0:
+            raise ValueError(f"motion_shift and motion_weight must be >= 0, got {motion_shift}, {motion_weight}")
+        self.motion_shift, self.motion_weight = motion_shift, motion_weight
+        if motion_shift:  # (dx, dy) classes -R..R each, from the action vector alone
+            self.motion_head = nn.Linear(d_codebook, 2 * (2 * motion_shift + 1))
 
     def _check_stacks(self, n_embd: int, d_codebook: int) -> None:
         enc, dec = self.encoder, self.decoder
@@ -251,7 +271,23 @@ class LatentAction(nn.Module):
         feats, vq = self._encode(video)
         recon = self._decode(feats, vq.vectors, video)
         terms = {"rec": F.mse_loss(recon[:, :, 1:], video[:, :, 1:]), "quant": vq.loss, **vq.terms}
-        return LAMLosses(terms["rec"] + self.quant_loss_weight * vq.loss, terms, recon, vq.indices)
+        loss = terms["rec"] + self.quant_loss_weight * vq.loss
+        if self.motion_shift:
+            terms["motion"], terms["motion_acc"] = self._motion_losses(vq.vectors, video)
+            loss = loss + self.motion_weight * terms["motion"]
+        return LAMLosses(loss, terms, recon, vq.indices)
+
+    def _motion_losses(self, vectors: torch.Tensor, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-entropy (summed over dx and dy) of the scene shifts into frames 1.. predicted from
+        the action `vectors (b T-1 d)`, and the share of them right."""
+        R = self.motion_shift
+        with torch.no_grad():
+            frames = rearrange(video.float(), "b c t h w -> b t c h w")
+            shifts = closest_shift(frames[:, :-1].flatten(0, 1), frames[:, 1:].flatten(0, 1), R)  # ((b t) 2)
+        logits = rearrange(self.motion_head(vectors), "b t (k n) -> (b t) k n", k=2).float()  # k: dx, dy
+        target = shifts.to(logits.device) + R
+        loss = 2 * F.cross_entropy(logits.flatten(0, 1), target.flatten())
+        return loss, (logits.argmax(-1) == target).float().mean().detach()
 
     def _check(self, video: torch.Tensor) -> None:
         expected = f"(b, {self.inp_channels}, t, {self.inp_shape[0]}, {self.inp_shape[1]})"

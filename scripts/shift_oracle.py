@@ -12,6 +12,13 @@ consecutive pair (frame t, frame t+1) gets three next-frame guesses made from fr
   most a model that only scrolls the scene (CoinRun's camera follows the agent) could reach;
 - with `--tokenizer_checkpoint`, the same two passed through the tokenizer (tokenized, decoded),
   and frame t+1's own reconstruction (a perfect dynamics model), as the dynamics model's frames are;
+- with `--checkpoint` of a `genie.py fit` run with `dynamics.scroll` (and its tokenizer), the shift that
+  model's head predicts from the previous frame's tokens, the action (the LAM's, or the recorded one
+  for a recorded-action run) and the shift into the previous frame, picked as generation does at
+  temperature 0 (`mean`: the distribution's mean, rounded) or as its most likely value (`mode`); the
+  *decoded* previous frame moved by it, through the tokenizer (a rollout's moved frame). Also the
+  oracle's shift applied the same way (`best_shift_decoded`), and each pick's accuracy per axis. The
+  most a model that copies its moved frame can reach with that head;
 - with `--regions R`, `best_shift_RxR`: the same oracle choosing a shift for each of R x R equal
   tiles of the frame on its own (the agent and the scene behind it can move differently; the
   camera follows the agent, so one global shift moves the agent wrongly). A looser bound: with
@@ -67,6 +74,64 @@ def best_shift(
     return best, shifts
 
 
+def load_scroll_model(checkpoint: str, tok) -> tuple:
+    """The dynamics model (attached to `tok`) and LAM of a `genie.py fit` checkpoint; no LAM for a
+    recorded-action run."""
+    from genie.action import LatentAction
+    from genie.checkpoints import load_network, read_checkpoint
+    from genie.dynamics import DynamicsModel
+
+    ckpt = read_checkpoint(checkpoint)
+    dyn = load_network(DynamicsModel, checkpoint, "dynamics", ckpt=ckpt).eval()
+    if not dyn.scroll:
+        raise ValueError(f"{checkpoint}: its dynamics model has no scroll head (dynamics.scroll: 0)")
+    lam = None if ckpt.get("action_source") == "recorded" else LatentAction.from_checkpoint(checkpoint).eval()
+    return dyn.attach(tok), lam
+
+
+@torch.no_grad()
+def predicted_shifts(dyn, lam, tok, clips: list, score) -> dict:
+    """The shifts the scroll model `dyn`'s head predicts for every pair of frames in `clips` (in
+    the order of `main`'s pairs) from the actions of `lam` (None: the clips' recorded actions), the
+    decoded previous frame moved by them, through the tokenizer `tok`, scored (`score`) against the
+    next frames; each pick's accuracy against the true shifts."""
+    picks = {"mean": [], "mode": [], "true": []}
+    moved = {"mean": [], "mode": [], "best_shift_decoded": []}
+    for clip in tqdm(clips, desc="predicted shifts", unit="batch", disable=None):
+        tokens = tok.tokenize(clip.video).indices  # (b T h w)
+        acts = clip.actions[:, :-1] if lam is None else lam.encode(clip.video)[0].actions  # (b T-1)
+        frames = dyn.scroller.pixels(tokens)  # (b T c H W) decoded, as a rollout has them
+        real = rearrange(clip.video, "b c t h w -> b t c h w")
+        real_shifts = dyn.scroller.shifts(real)  # (b T-1 2) as training's teacher
+        for t in range(tokens.shape[1] - 1):  # the pair t -> t+1
+            before = real_shifts[:, t - 1] if t else None
+            logits = dyn.shift_logits(tokens[:, t], acts[:, t], before).float()  # (b 2 n)
+            values = torch.arange(logits.shape[-1], dtype=logits.dtype)
+            chosen = {"mean": (logits.softmax(-1) @ values).round().long() - dyn.scroll,
+                      "mode": logits.argmax(-1) - dyn.scroll}  # fmt: skip
+            for name, shift in chosen.items():
+                picks[name].append(shift)
+                moved[name].append(dyn.scroller.move(frames[:, t], shift, tokens[:, t]))
+            picks["true"].append(real_shifts[:, t])
+            moved["best_shift_decoded"].append(dyn.scroller.move(frames[:, t], real_shifts[:, t], tokens[:, t]))
+
+    def in_order(parts: list[torch.Tensor]) -> torch.Tensor:  # per batch, t-major -> the pairs' (b t) order
+        out, i, T1 = [], 0, clips[0].video.shape[2] - 1
+        for clip in clips:
+            out.append(rearrange(torch.stack(parts[i : i + T1], 1), "b t ... -> (b t) ..."))
+            i += T1
+        return torch.cat(out)
+
+    report = {}
+    for name, parts in moved.items():
+        report[f"{name}_psnr"] = score(tok.decode(in_order(parts)[:, None]).float().clamp(-1, 1)[:, :, 0])
+    true = in_order(picks.pop("true"))  # (n 2) the shifts the model was trained to predict
+    for name, parts in picks.items():
+        right = (in_order(parts) == true).float().mean(0)
+        report[f"{name}_accuracy_dx_dy"] = [round(float(v), 3) for v in right]
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--root", required=True, help="data root of sample.py / split.py")
@@ -78,19 +143,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--regions", type=int, nargs="*", default=[], metavar="R",
                    help="also the oracle that shifts each of R x R tiles on its own (e.g. 2 4)")
     p.add_argument("--tokenizer_checkpoint", help="also score the guesses through this tokenizer")
+    p.add_argument("--checkpoint", help="also the shifts a scroll dynamics model predicts (needs --tokenizer_checkpoint)")
     p.add_argument("--json", help="write the report here")
     args = p.parse_args(argv)
     if args.clips < 1 or args.frames < 2 or args.max_shift < 0 or any(r < 1 for r in args.regions):
         p.error("need --clips >= 1, --frames >= 2, --max_shift >= 0 and --regions >= 1")
+    if args.checkpoint and not args.tokenizer_checkpoint:
+        p.error("--checkpoint needs --tokenizer_checkpoint (the one it was trained on)")
     dm = VideoDataModule(args.root, args.env_name, args.frames, 8, num_workers=0, eval_clips=args.clips)
     loader = dm.test_dataloader() if args.split == "test" else dm.val_dataloader()
     if len(loader.dataset) == 0:
         print(f"shift_oracle.py: error: the {args.split} split of {dm.dir} has no clip of {args.frames} frames",
               file=sys.stderr)  # fmt: skip
         return 2
-    before, after = [], []
+    before, after, clips = [], [], []
     for batch in loader:
-        video = to_clip(batch).video  # (b c T H W) in [-1, 1]
+        clip = to_clip(batch)
+        video = clip.video  # (b c T H W) in [-1, 1]
+        clips.append(clip)
         before.append(rearrange(video[:, :, :-1], "b c t h w -> (b t) c h w"))
         after.append(rearrange(video[:, :, 1:], "b c t h w -> (b t) c h w"))
     before, after = torch.cat(before), torch.cat(after)
@@ -134,6 +204,14 @@ def main(argv: list[str] | None = None) -> int:
             report["tokens"][f"best_shift_{r}x{r}_psnr"] = score(through(guess))
         report["tokens"]["next_frame_psnr"] = score(through(after))
         line += "; through the tokenizer: " + ", ".join(f"{k[:-5]} {v} dB" for k, v in report["tokens"].items())
+    if args.checkpoint:
+        try:
+            dyn, lam = load_scroll_model(args.checkpoint, tok)
+        except (OSError, KeyError, ValueError) as e:
+            print(f"shift_oracle.py: error: {type(e).__name__}: {e}", file=sys.stderr)
+            return 2
+        report["predicted"] = predicted_shifts(dyn, lam, tok, clips, score)
+        line += "; " + ", ".join(f"{k} {v}" for k, v in report["predicted"].items())
     print(line)
     if args.json:
         write_json(Path(args.json), report)

@@ -37,6 +37,19 @@ def scroll_model(tokenizer: VideoTokenizer, seed: int = 0, **kw) -> DynamicsMode
     return model.attach(tokenizer)
 
 
+def hesitant_scroll_model(tokenizer: VideoTokenizer) -> DynamicsModel:
+    """An untrained gated scroll model (eval mode) whose shift head says, whatever the input: dx 0
+    (40 %), +3 or +4 (30 % each), dy -1. Its most likely shift is (0, -1), its mean (2.1, -1)."""
+    model = scroll_model(tokenizer).eval()
+    last = model.shift_head[-1]
+    torch.nn.init.zeros_(last.weight)
+    probs = torch.full((2, 9), 1e-6)
+    probs[0, 4], probs[0, 4 + 3], probs[0, 4 + 4], probs[1, 4 - 1] = 0.4, 0.3, 0.3, 1.0
+    with torch.no_grad():
+        last.bias.copy_(probs.log().flatten())
+    return model
+
+
 def test_move_shifts_each_frame_by_its_own_shift_and_repeats_the_edges():
     frames = torch.arange(2 * 25, dtype=torch.float32).reshape(2, 1, 5, 5)
     moved = move(frames, torch.tensor([[1, 0], [0, -2]]))
@@ -108,13 +121,7 @@ def test_a_scroll_model_without_its_tokenizer_says_so():
 
 
 def test_an_untrained_gated_scroll_model_renders_the_mean_shift_it_predicts(tokenizer, frame):
-    model = scroll_model(tokenizer).eval()
-    last = model.shift_head[-1]
-    torch.nn.init.zeros_(last.weight)
-    probs = torch.full((2, 9), 1e-6)  # whatever the input: dx 0 (40 %), +3 or +4 (30 % each); dy -1
-    probs[0, 4], probs[0, 4 + 3], probs[0, 4 + 4], probs[1, 4 - 1] = 0.4, 0.3, 0.3, 1.0
-    with torch.no_grad():
-        last.bias.copy_(probs.log().flatten())
+    model = hesitant_scroll_model(tokenizer)
     tokens = tokenizer.tokenize(rearrange(frame, "b c h w -> b c 1 h w")).indices
     acts = torch.zeros(1, 3, dtype=torch.long)
     frames = generate_every_way(model, tokens, acts, num_frames=2)
@@ -168,3 +175,29 @@ def test_render_shift_script_measures_the_shift_an_untrained_gated_model_copies(
     for shift in ((0, 0), (-4, 0), (2, 3)):
         assert rendered_shifts(world, images, shift).tolist() == [list(shift)] * 2
     assert "_scrolled_frame" not in vars(world.dynamics)
+
+
+def test_shift_oracle_scores_the_mean_and_the_most_likely_predicted_shift(tokenizer, frame):
+    """scripts/shift_oracle.py --checkpoint: a head whose most likely shift is (0, -1) and whose mean
+    is (2, -1), on clips that scroll by (2, -1) at every step: the mean is right on both axes, the
+    most likely value only on dy, and the frame moved by the mean is the oracle's."""
+    from genie.data import Clip
+    from helpers.stage2 import load_script
+
+    oracle = load_script("scripts/shift_oracle.py", "shift_oracle_predicted")
+    model = hesitant_scroll_model(tokenizer)
+    frames = [frame]
+    for _ in range(2):
+        frames.append(move(frames[-1], torch.tensor([[2, -1]])))
+    video = rearrange(torch.cat(frames), "t c h w -> 1 c t h w").expand(2, -1, -1, -1, -1)
+    clips = [Clip(video, torch.zeros(2, 3, dtype=torch.long))]
+    scored = []
+
+    def score(guess: torch.Tensor) -> float:  # the moved frames, (4 c H W): 2 clips x 2 pairs
+        scored.append(guess)
+        return len(scored)
+
+    report = oracle.predicted_shifts(model, None, tokenizer, clips, score)
+    assert report["mean_accuracy_dx_dy"] == [1.0, 1.0] and report["mode_accuracy_dx_dy"] == [0.0, 1.0]
+    mean, mode, best = (scored[report[f"{k}_psnr"] - 1] for k in ("mean", "mode", "best_shift_decoded"))
+    assert torch.equal(mean, best) and not torch.equal(mode, best)
