@@ -65,6 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--render", default="tokens", choices=RENDERS,
                    help="generated frames decoded from their sampled tokens (Genie) or from each token's expected "
                         "code under the model's distribution (the next frames are still predicted from the tokens)")
+    p.add_argument("--shift_pick", choices=("mean", "mode"),
+                   help="a scroll model's greedy shift: the predicted mean or the most likely value "
+                        "(default: the checkpoint's `dynamics.shift_pick`)")
     p.add_argument("--probe_levels", type=int, default=32,
                    help="level starts of the split for the control probe (0: no probe)")
     p.add_argument("--probe_frames", type=int, default=16, help="frames each action is held in the control probe")
@@ -126,6 +129,10 @@ def run(args: argparse.Namespace) -> dict:
                        render=args.render)  # checks they belong together
     lam = LatentAction.from_checkpoint(args.checkpoint, map_location=args.device).to(args.device)
     dynamics: DynamicsModel = world.dynamics
+    if args.shift_pick:
+        if not dynamics.scroll:
+            raise ValueError(f"--shift_pick: {args.checkpoint} has no scroll head (dynamics.scroll: 0)")
+        dynamics.shift_pick = args.shift_pick
     horizon = args.horizon or min(dynamics.max_frames, lam.max_frames) - 1
     dm = VideoDataModule(args.root, args.env_name, horizon + 1, args.batch_size, num_workers=0, eval_clips=args.clips)
     names = dm.metadata.get("action_names")
@@ -158,6 +165,8 @@ def run(args: argparse.Namespace) -> dict:
     report["setup"] = {**{k: v for k, v in vars(args).items() if k != "out"}, "horizon": horizon,
                        "clip_frames": horizon + 1, "seconds": round(time.perf_counter() - start, 1),
                        "torch": torch.__version__}  # fmt: skip
+    if dynamics.scroll:
+        report["setup"]["shift_pick"] = dynamics.shift_pick
     out = _write_report(report, Path(args.out), "report.json")
     confusion_plot(np.array(report["lam"]["contingency"]), out / "confusion.png", names)
     d = report["dynamics"]

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -122,6 +122,10 @@ class DynamicsModel(FrameSampler, nn.Module):
             frame's input, and the copy gate (if on) points at it instead of the unmoved frame.
             Training moves each frame by its true shift and also scores the predicted shifts.
             Needs the tokenizer at hand (`attach`): it moves pixels, not tokens.
+        shift_pick: with `scroll`, the shift a greedy (temperature 0) rollout takes: `mean`, the
+            predicted distribution's mean rounded (a held moving action keeps moving even where
+            "no shift" is its single most likely value), or `mode`, the most likely shift (the
+            closer frame when the head is right, and a still frame when it hesitates).
     """
 
     def __init__(
@@ -145,6 +149,7 @@ class DynamicsModel(FrameSampler, nn.Module):
         context_noise: float = 0.0,
         self_context: float = 0.0,
         scroll: int = 0,
+        shift_pick: Literal["mean", "mode"] = "mean",
     ):
         super().__init__()
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -207,6 +212,9 @@ class DynamicsModel(FrameSampler, nn.Module):
         if scroll < 0:
             raise ValueError(f"scroll is a largest shift in pixels (0: off), got {scroll}")
         self.scroll, self._scroller = scroll, None
+        if shift_pick not in ("mean", "mode"):
+            raise ValueError(f"shift_pick must be 'mean' or 'mode', got {shift_pick!r}")
+        self.shift_pick = shift_pick
         if scroll:
             n = 2 * scroll + 1  # shifts -R..R per axis; class n: the shift before is unknown
             self.shift_act = nn.Embedding(act_vocab + 1, embed_dim)

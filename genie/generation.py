@@ -194,17 +194,20 @@ class FrameSampler:
         """`scroll`'s first move: the shift from the last frame of `tokens (b T h w)` under action
         ids `act (b)`, predicted, and that frame moved by it, tokenized: `(b 1 h w)`.
 
-        At temperature 0 the shift is the predicted distribution's mean, rounded, not its most
-        likely value: a shift is a distance, and under a random policy's data "stand still" is
-        often the single most likely shift even for an action that mostly moves (CoinRun at 8
-        frames a step, LEFT from standing: no shift in half the steps, a mean of 4.9 px;
-        `scripts/data_motion.py --whole 16`), so the most likely shift would freeze the scene.
-        Otherwise it is sampled like the tokens.
+        At temperature 0 the shift is, with `shift_pick="mean"` (the default), the predicted
+        distribution's mean, rounded, not its most likely value: a shift is a distance, and under
+        a random policy's data "stand still" is often the single most likely shift even for an
+        action that mostly moves (CoinRun at 8 frames a step, LEFT from standing: no shift in half
+        the steps, a mean of 4.9 px; `scripts/data_motion.py --whole 16`), so the most likely
+        shift would freeze the scene. With `shift_pick="mode"` it is the most likely value, which
+        is the closer frame whenever the head is right. Otherwise it is sampled like the tokens.
         """
         frames = self.scroller.pixels(tokens[:, -2:])  # (b 1-2 c H W): the shift into the last frame, if any
         before = self.scroller.shifts(frames)[:, -1] if frames.shape[1] > 1 else None
         logits = self.shift_logits(tokens[:, -1], act, before).float()  # (b 2 n)
-        if temperature == 0:
+        if temperature == 0 and self.shift_pick == "mode":
+            pick = logits.argmax(-1)  # (b 2)
+        elif temperature == 0:
             values = torch.arange(logits.shape[-1], device=logits.device, dtype=logits.dtype)
             pick = (logits.softmax(-1) @ values).round().long()  # (b 2) the mean class
         else:

@@ -201,3 +201,14 @@ def test_shift_oracle_scores_the_mean_and_the_most_likely_predicted_shift(tokeni
     assert report["mean_accuracy_dx_dy"] == [1.0, 1.0] and report["mode_accuracy_dx_dy"] == [0.0, 1.0]
     mean, mode, best = (scored[report[f"{k}_psnr"] - 1] for k in ("mean", "mode", "best_shift_decoded"))
     assert torch.equal(mean, best) and not torch.equal(mode, best)
+
+
+def test_shift_pick_mode_takes_the_most_likely_shift_and_bad_picks_are_refused(tokenizer, frame):
+    model = hesitant_scroll_model(tokenizer)
+    model.shift_pick = "mode"
+    tokens = tokenizer.tokenize(rearrange(frame, "b c h w -> b c 1 h w")).indices
+    frames = model.generate(tokens, torch.zeros(1, 2, dtype=torch.long), steps=2, temperature=0.0, num_frames=1)
+    moved = model.scroller.move(model.scroller.pixels(tokens)[:, 0], torch.tensor([[0, -1]]))
+    assert torch.equal(frames[:, 1], moved)  # (0, -1), not the mean's (2, -1)
+    with pytest.raises(ValueError, match="shift_pick"):
+        DynamicsModel(1000, 3, scroll=4, shift_pick="median")
