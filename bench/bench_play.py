@@ -1,10 +1,11 @@
 """Interactive play benchmark: frames/s of `World.step` (MaskGIT + decoding), per preset.
 
-    python bench/bench_play.py [--frames 20] [--steps 25] [--device cpu|cuda] [--full-frames 2] [--repeats 5] [--bundle]
+    python bench/bench_play.py [--frames 20] [--steps 25] [--device cpu|cuda] [--full-frames 2] [--repeats 5] [--bundle [DIR]]
 
 For the tiny preset (config/genie.tiny.yaml + tokenize.tiny.yaml) and the App. F CoinRun
 preset (config/genie.yaml + tokenize.yaml) it builds the networks from the YAML (random
-weights: the work per frame does not depend on them); for the bundled model it loads res/
+weights: the work per frame does not depend on them); for the bundled model it loads res/ (or
+another folder that `scripts/bundle.py --out` wrote, e.g. a candidate before it replaces res/)
 (whose dynamics head may differ from the preset's, e.g. FSQ digits). It resets a `World` on one 64x64 image
 and times `--frames` steps at batch 1 with `--steps` MaskGIT rounds each. The context window
 slides as in play (the dynamics model's max_frames), so rebuilds of the cache are included.
@@ -44,13 +45,11 @@ from genie.tokenizer import VideoTokenizer  # noqa: E402
 from genie.world import World, load_world  # noqa: E402
 
 
-BUNDLE = "res"  # the preset name that means the bundled model's own networks
-
-
 def networks(preset: str) -> tuple[VideoTokenizer, DynamicsModel]:
-    """The tokenizer and dynamics model of a preset YAML (random weights) or of the bundle."""
-    if preset == BUNDLE:  # as play.py loads it, vocabulary check included
-        world = load_world(str(REPO / "res" / "genie.ckpt"), str(REPO / "res" / "tokenizer.ckpt"))
+    """The tokenizer and dynamics model of a preset YAML (random weights) or of a bundle folder."""
+    folder = REPO / preset
+    if folder.is_dir():  # as play.py loads it, vocabulary check included
+        world = load_world(str(folder / "genie.ckpt"), str(folder / "tokenizer.ckpt"))
         return world.tokenizer, world.dynamics
     tokenizer, _, dynamics = build(preset)
     return tokenizer, dynamics
@@ -165,7 +164,8 @@ def main() -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=5, help="timed runs of the tiny preset (median and range shown)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile row")
-    p.add_argument("--bundle", action="store_true", help="also time res/: eager, compiled, HTTP")
+    p.add_argument("--bundle", nargs="?", const="res", metavar="DIR",
+                   help="also time the bundled model (default res/): eager, compiled, HTTP")
     args = p.parse_args()
     torch.set_grad_enabled(False)
     print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch 1, "
@@ -186,13 +186,13 @@ def main() -> int:
             "genie.tiny.yaml", args.frames, args.steps, args.device, args.repeats
         )
     if args.bundle:
-        bundle = {"bundled model (res/), eager": {"compile": False},
-                  "bundled model (res/), compiled rounds": {"compile": not args.no_compile}}  # fmt: skip
+        name = f"bundled model ({args.bundle.rstrip('/')}/)"
+        bundle = {f"{name}, eager": {"compile": False}, f"{name}, compiled rounds": {"compile": not args.no_compile}}
         paired |= set(bundle)
-        rows |= measure_variants(BUNDLE, bundle, args.frames, args.steps, args.device, args.repeats)
+        rows |= measure_variants(args.bundle, bundle, args.frames, args.steps, args.device, args.repeats)
         if not args.no_compile:
-            rows["bundled model (res/), --interactive over HTTP"] = measure_http(
-                BUNDLE, args.frames, args.steps, args.device, args.repeats
+            rows[f"{name}, --interactive over HTTP"] = measure_http(
+                args.bundle, args.frames, args.steps, args.device, args.repeats
             )
     rows["tiny, no KV cache"] = measure("genie.tiny.yaml", max(2, args.frames // 4), args.steps, args.device, False)
     rows["CoinRun App. F (genie.yaml)"] = measure("genie.yaml", args.full_frames, args.steps, args.device)
