@@ -267,23 +267,29 @@ class LatentAction(nn.Module):
         out = self.compute_losses(video)
         return LAMOutput(out.recon, out.loss, out.terms)
 
-    def compute_losses(self, video: torch.Tensor) -> LAMLosses:
+    def compute_losses(self, video: torch.Tensor, shifts: torch.Tensor | None = None) -> LAMLosses:
+        """With `motion_shift`, `shifts (b T-1 2)` are the clip's scene shifts if already measured
+        (`closest_shift` within +-motion_shift, as the dynamics' `scroll` measures them); else measured here."""
         feats, vq = self._encode(video)
         recon = self._decode(feats, vq.vectors, video)
         terms = {"rec": F.mse_loss(recon[:, :, 1:], video[:, :, 1:]), "quant": vq.loss, **vq.terms}
         loss = terms["rec"] + self.quant_loss_weight * vq.loss
         if self.motion_shift:
-            terms["motion"], terms["motion_acc"] = self._motion_losses(vq.vectors, video)
+            terms["motion"], terms["motion_acc"] = self._motion_losses(vq.vectors, video, shifts)
             loss = loss + self.motion_weight * terms["motion"]
         return LAMLosses(loss, terms, recon, vq.indices)
 
-    def _motion_losses(self, vectors: torch.Tensor, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _motion_losses(
+        self, vectors: torch.Tensor, video: torch.Tensor, shifts: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Cross-entropy (summed over dx and dy) of the scene shifts into frames 1.. predicted from
         the action `vectors (b T-1 d)`, and the share of them right."""
         R = self.motion_shift
-        with torch.no_grad():
-            frames = rearrange(video.float(), "b c t h w -> b t c h w")
-            shifts = closest_shift(frames[:, :-1].flatten(0, 1), frames[:, 1:].flatten(0, 1), R)  # ((b t) 2)
+        if shifts is None:
+            with torch.no_grad():
+                frames = rearrange(video.float(), "b c t h w -> b t c h w")
+                shifts = closest_shift(frames[:, :-1].flatten(0, 1), frames[:, 1:].flatten(0, 1), R)  # ((b t) 2)
+        shifts = shifts.reshape(-1, 2)  # ((b t) 2)
         logits = rearrange(self.motion_head(vectors), "b t (k n) -> (b t) k n", k=2).float()  # k: dx, dy
         target = shifts.to(logits.device) + R
         loss = 2 * F.cross_entropy(logits.flatten(0, 1), target.flatten())

@@ -397,10 +397,12 @@ class DynamicsModel(FrameSampler, nn.Module):
         return self.compute_losses(tokens, act_id).loss
 
     def compute_losses(
-        self, tokens: torch.Tensor, act_id: torch.Tensor, video: torch.Tensor | None = None
-    ) -> DynamicsLosses:
+        self, tokens: torch.Tensor, act_id: torch.Tensor, video: torch.Tensor | None = None,
+        shifts: torch.Tensor | None = None,
+    ) -> DynamicsLosses:  # fmt: skip
         """The loss and its parts; with `scroll`, `video (b c T H W)` in [-1, 1] are the clip's real
-        frames, which the moved frames are made of (`Scroller.teacher`; default: the decoded tokens)."""
+        frames, which the moved frames are made of (`Scroller.teacher`; default: the decoded tokens),
+        and `shifts (b T-1 2)` their shifts if already measured (`Scroller.shifts`)."""
         self._check_tokens(tokens)
         b, t, h, w = tokens.shape
         mask = maskgit.training_mask(b, t, h * w, self.mask_rate, device=tokens.device, per_frame=self.mask_per_frame)
@@ -408,7 +410,7 @@ class DynamicsModel(FrameSampler, nn.Module):
         scrolled = None
         if self.scroll:
             frames = None if video is None else rearrange(video, "b c t h w -> b t c h w")
-            scrolled = self.scroller.teacher(tokens, frames)
+            scrolled = self.scroller.teacher(tokens, frames, shifts)
         moved = None if scrolled is None else scrolled.moved
         context = flat
         if self.self_context and self.training:

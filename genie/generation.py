@@ -29,6 +29,7 @@ from einops import rearrange
 
 from genie import maskgit
 from genie.attention import FixedKV, TimeKV
+from genie.scroll import greedy_shift
 
 log = logging.getLogger(__name__)
 
@@ -205,11 +206,8 @@ class FrameSampler:
         frames = self.scroller.pixels(tokens[:, -2:])  # (b 1-2 c H W): the shift into the last frame, if any
         before = self.scroller.shifts(frames)[:, -1] if frames.shape[1] > 1 else None
         logits = self.shift_logits(tokens[:, -1], act, before).float()  # (b 2 n)
-        if temperature == 0 and self.shift_pick == "mode":
-            pick = logits.argmax(-1)  # (b 2)
-        elif temperature == 0:
-            values = torch.arange(logits.shape[-1], device=logits.device, dtype=logits.dtype)
-            pick = (logits.softmax(-1) @ values).round().long()  # (b 2) the mean class
+        if temperature == 0:
+            pick = greedy_shift(logits, self.shift_pick)  # (b 2)
         else:
             pick = maskgit.sample_categorical((logits / temperature).softmax(-1), generator)
         return self.scroller.move(frames[:, -1], pick - self.scroll, tokens[:, -1])[:, None]

@@ -40,6 +40,19 @@ class Scrolled(NamedTuple):
     moved: torch.Tensor  # (b T h w) frame t-1 moved by shift t-1 -> t, tokenized; frame 0: its own tokens
 
 
+def greedy_shift(logits: torch.Tensor, how: str) -> torch.Tensor:
+    """The shift classes `(... 2)` a greedy pick takes from shift `logits (... 2 2R+1)`: `mean`, the
+    distribution's mean class, rounded (a shift is a distance: when "no shift" is the single most
+    likely value of an action that mostly moves, the mean still moves), or `mode`, the most likely
+    class (the closer frame whenever the head is right). Subtract R for pixels."""
+    if how == "mode":
+        return logits.argmax(-1)
+    if how != "mean":
+        raise ValueError(f"a greedy shift pick is 'mean' or 'mode', got {how!r}")
+    values = torch.arange(logits.shape[-1], device=logits.device, dtype=torch.float32)
+    return (logits.float().softmax(-1) @ values).round().long()
+
+
 class Scroller:
     """Shifts between token frames and token frames moved by a shift, through the frozen `tokenizer`.
 
@@ -75,13 +88,16 @@ class Scroller:
         return torch.where(still, tokens, moved)
 
     @torch.no_grad()
-    def teacher(self, tokens: torch.Tensor, frames: torch.Tensor | None = None) -> Scrolled:
+    def teacher(
+        self, tokens: torch.Tensor, frames: torch.Tensor | None = None, shifts: torch.Tensor | None = None
+    ) -> Scrolled:
         """For a clip `(b T h w)`: the true shifts and every frame's predecessor moved by its true
         shift (what training conditions each frame on), from the clip's real `frames (b T c H W)`
-        in [-1, 1] if given (training), else from its decoded tokens (a rollout's own context)."""
+        in [-1, 1] if given (training), else from its decoded tokens (a rollout's own context).
+        `shifts (b T-1 2)`: the frames' shifts if already measured (`shifts(frames)`)."""
         real = frames is not None
         frames = frames.float() if real else self.pixels(tokens)  # (b T c H W)
-        shifts = self.shifts(frames)
+        shifts = self.shifts(frames) if shifts is None else shifts
         if tokens.shape[1] == 1:  # one frame: nothing moved into it
             return Scrolled(shifts, tokens)
         moved = self.move(frames[:, :-1].flatten(0, 1), shifts.flatten(0, 1), tokens[:, :-1].flatten(0, 1))

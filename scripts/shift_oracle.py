@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO))
 from genie.data import VideoDataModule, to_clip  # noqa: E402
 from genie.evaluation import frame_psnr  # noqa: E402
 from genie.motion import move  # noqa: E402
+from genie.scroll import greedy_shift  # noqa: E402
 from genie.record import write_json  # noqa: E402
 
 
@@ -106,9 +107,7 @@ def predicted_shifts(dyn, lam, tok, clips: list, score) -> dict:
         for t in range(tokens.shape[1] - 1):  # the pair t -> t+1
             before = real_shifts[:, t - 1] if t else None
             logits = dyn.shift_logits(tokens[:, t], acts[:, t], before).float()  # (b 2 n)
-            values = torch.arange(logits.shape[-1], dtype=logits.dtype)
-            chosen = {"mean": (logits.softmax(-1) @ values).round().long() - dyn.scroll,
-                      "mode": logits.argmax(-1) - dyn.scroll}  # fmt: skip
+            chosen = {how: greedy_shift(logits, how) - dyn.scroll for how in ("mean", "mode")}
             for name, shift in chosen.items():
                 picks[name].append(shift)
                 moved[name].append(dyn.scroller.move(frames[:, t], shift, tokens[:, t]))

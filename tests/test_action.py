@@ -5,12 +5,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from einops import rearrange
 
 from genie.action import LATENT_ACT_DEC, LatentAction
 from genie.attention import SpaceTimeBlock
 from genie.blueprint import Stack
 from genie.media import load_image
-from genie.motion import move
+from genie.motion import closest_shift, move
 from genie.vq import VectorQuantizer
 
 
@@ -248,3 +249,18 @@ def test_a_motion_head_sorts_the_action_codes_by_the_scene_shift():
     # the head reads only the quantized vector, one of 3 codes: right shifts mean the codes tell the 3 moves apart
     assert held.terms["motion_acc"].item() > 0.9
     assert len(held.actions.unique()) == 3
+
+
+def test_the_motion_head_reads_shifts_measured_elsewhere_as_its_own():
+    """The training step measures a clip's shifts once for the LAM and the scroll dynamics: passed in,
+    they must give the loss the LAM measures itself, and other shifts another loss."""
+    lam = small_lam(motion_shift=3).eval()
+    video = scrolling_clips(4, torch.Generator().manual_seed(1))
+    frames = rearrange(video, "b c t h w -> b t c h w")
+    shifts = closest_shift(frames[:, :-1].flatten(0, 1), frames[:, 1:].flatten(0, 1), 3).reshape(4, 3, 2)
+    with torch.no_grad():
+        own = lam.compute_losses(video).terms["motion"]
+        given = lam.compute_losses(video, shifts).terms["motion"]
+        other = lam.compute_losses(video, (shifts + 1).clamp(-3, 3)).terms["motion"]
+    torch.testing.assert_close(given, own)
+    assert not torch.allclose(other, own)

@@ -14,6 +14,7 @@ import evaluate as evaluate_cli
 from genie.action import LatentAction
 from genie.checkpoints import CheckpointError, MissingCheckpointError
 from genie.dynamics import DynamicsModel
+from genie.motion import closest_shift
 from genie.world import load_world
 from helpers.stage2 import REPO, genie_args, genie_cli, load_script, tokenizer_checkpoint
 
@@ -41,6 +42,23 @@ def test_fast_dev_run_of_each_preset(tmp_path, tiny_root, tokenizers, monkeypatc
     logged = cli.trainer.logged_metrics
     assert {"train/dyn_loss", "train/dyn_acc", "train/lam_rec", "train/action_perplexity"} <= set(logged)
     assert {"val/nmi_true_actions", "val/action_share_0", "val/next_frame_psnr"} <= set(logged)
+
+
+def test_a_lam_motion_head_and_a_scroll_model_share_the_shifts_they_are_taught(tmp_path, tiny_root, tokenizers,
+                                                                               monkeypatch):  # fmt: skip
+    """With `lam.motion_shift` equal to `dynamics.scroll` a step measures each clip's shifts once, for
+    both: the LAM never measures its own, and both shift losses are logged."""
+    import genie.action
+
+    monkeypatch.chdir(tmp_path)
+    own = []
+    monkeypatch.setattr(genie.action, "closest_shift", lambda *a: own.append(1) or closest_shift(*a))
+    extra = ["--trainer.fast_dev_run", "1", "--trainer.accelerator", "cpu", "--trainer.precision", "32-true",
+             "--model.lam.init_args.motion_shift", "4", "--model.dynamics.init_args.scroll", "4"]  # fmt: skip
+    tok = tokenizers["genie.tiny.yaml"]
+    cli = genie_cli.main(genie_args("fit", "genie.tiny.yaml", tiny_root, tok, tmp_path, *extra))
+    assert cli.trainer.state.finished and not own
+    assert {"train/lam_motion", "train/lam_motion_acc", "train/dyn_shift_loss"} <= set(cli.trainer.logged_metrics)
 
 
 def _keys(tree) -> set[str]:

@@ -11,7 +11,7 @@ from einops import rearrange
 from genie.dynamics import DynamicsModel
 from genie.media import load_image
 from genie.motion import closest_shift, move
-from genie.scroll import Scroller
+from genie.scroll import Scroller, greedy_shift
 from genie.tokenizer import VideoTokenizer
 from helpers.generation import generate_every_way
 
@@ -212,3 +212,13 @@ def test_shift_pick_mode_takes_the_most_likely_shift_and_bad_picks_are_refused(t
     assert torch.equal(frames[:, 1], moved)  # (0, -1), not the mean's (2, -1)
     with pytest.raises(ValueError, match="shift_pick"):
         DynamicsModel(1000, 3, scroll=4, shift_pick="median")
+
+
+def test_the_greedy_shift_is_the_rounded_mean_or_the_most_likely_class():
+    # per axis over classes 0..4: half at 0 and half at 3 (mean 1.5 -> 2), then all but a little at 4
+    probs = torch.tensor([[[0.5, 0.0, 0.0, 0.5, 0.0], [0.0, 0.05, 0.0, 0.0, 0.95]]]).clamp(min=1e-6)
+    logits = probs.log()
+    assert greedy_shift(logits, "mean").tolist() == [[2, 4]]
+    assert greedy_shift(logits, "mode").tolist() in ([[0, 4]], [[3, 4]])
+    with pytest.raises(ValueError, match="'mean' or 'mode'"):
+        greedy_shift(logits, "median")

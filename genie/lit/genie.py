@@ -26,6 +26,7 @@ from typing import Literal
 
 import lightning as L
 import torch
+from einops import rearrange
 
 from genie import maskgit
 from genie.action import LatentAction
@@ -150,9 +151,12 @@ class GenieTraining(L.LightningModule):
     def _losses(self, batch: Clip):
         """Tokens, LAM losses, dynamics losses and the actions that drove the dynamics `(b T-1)`."""
         tokens = self.tokenize(batch.video)
-        lam = self.lam.compute_losses(batch.video)
+        shifts = None
+        if self.lam.motion_shift and self.lam.motion_shift == self.dynamics.scroll:  # both read the same shifts
+            shifts = self.dynamics.scroller.shifts(rearrange(batch.video, "b c t h w -> b t c h w").float())
+        lam = self.lam.compute_losses(batch.video, shifts)
         actions = batch.actions[:, : tokens.shape[1] - 1] if self.recorded else lam.actions
-        dyn = self.dynamics.compute_losses(tokens, actions, batch.video)  # integer ids: stop-gradient
+        dyn = self.dynamics.compute_losses(tokens, actions, batch.video, shifts)  # integer ids: stop-gradient
         return tokens, lam, dyn, actions
 
     def training_step(self, batch: Clip, batch_idx: int) -> torch.Tensor:
