@@ -44,7 +44,7 @@ def save(obj: dict, path: Path) -> None:
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True, help="genie.py fit checkpoint")
     p.add_argument("--tokenizer_checkpoint", required=True, help="the tokenizer.py fit checkpoint it was trained on")
@@ -52,19 +52,27 @@ def main() -> int:
     p.add_argument("--out", default="res")
     p.add_argument("--heldout_clips", type=int, default=32, help="test clips saved for the bundled-model test")
     p.add_argument("--heldout_frames", type=int, default=6, help="frames per saved clip")
-    args = p.parse_args()
+    p.add_argument("--shift_pick", choices=("mean", "mode"),
+                   help="with a scroll model: the greedy shift the bundle takes (default: the checkpoint's)")
+    args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tok = slim(Path(args.tokenizer_checkpoint), ("tokenizer",))
     save(tok, out / "tokenizer.ckpt")
     genie = read_checkpoint(args.checkpoint)
+    dynamics = genie["networks"]["dynamics"]
+    if args.shift_pick and not dynamics.get("scroll"):
+        p.error(f"--shift_pick: {args.checkpoint} has no scroll head (dynamics.scroll: 0)")
     codebook = genie["tokenizer"]["codebook_size"]
     trained_with = genie["tokenizer"]["path"]
     recorded = {"path": str(out / "tokenizer.ckpt"), "codebook_size": codebook, "trained_with": trained_with}
     dm = VideoDataModule(args.root, num_frames=1, batch_size=64, num_workers=0, eval_clips=64)
     data = genie.get("data") or {k: v for k, v in dm.metadata.items() if k in DATA_FACTS}  # what one step is
     extra = {"tokenizer": recorded, "action_source": genie.get("action_source", "latent"), "data": data}
-    save(slim(Path(args.checkpoint), ("lam", "dynamics"), extra), out / "genie.ckpt")
+    bundle = slim(Path(args.checkpoint), ("lam", "dynamics"), extra)
+    if args.shift_pick:  # a setting of generation, stored with the network's configuration
+        bundle["networks"]["dynamics"] = {**bundle["networks"]["dynamics"], "shift_pick": args.shift_pick}
+    save(bundle, out / "genie.ckpt")
     frames = next(iter(dm.test_dataloader())).frames[:, 0]  # (64 h w c), spread over the test levels
     busiest = frames.float().std(dim=(1, 2, 3)).argmax()  # the most varied scene: not a blank wall
     Image.fromarray(frames[busiest].numpy()).save(out / "example.png")

@@ -47,18 +47,28 @@ def test_fast_dev_run_of_each_preset(tmp_path, tiny_root, tokenizers, monkeypatc
 def test_a_lam_motion_head_and_a_scroll_model_share_the_shifts_they_are_taught(tmp_path, tiny_root, tokenizers,
                                                                                monkeypatch):  # fmt: skip
     """With `lam.motion_shift` equal to `dynamics.scroll` a step measures each clip's shifts once, for
-    both: the LAM never measures its own, and both shift losses are logged."""
+    both: the LAM never measures its own, and both shift losses are logged. The bundle of such a
+    model carries the greedy shift rule it is given."""
     import genie.action
 
     monkeypatch.chdir(tmp_path)
     own = []
     monkeypatch.setattr(genie.action, "closest_shift", lambda *a: own.append(1) or closest_shift(*a))
-    extra = ["--trainer.fast_dev_run", "1", "--trainer.accelerator", "cpu", "--trainer.precision", "32-true",
-             "--model.lam.init_args.motion_shift", "4", "--model.dynamics.init_args.scroll", "4"]  # fmt: skip
     tok = tokenizers["genie.tiny.yaml"]
+    extra = ["--trainer.max_steps", "2", "--trainer.val_check_interval", "2", "--model.lam.init_args.motion_shift", "4",
+             "--model.dynamics.init_args.scroll", "4"]  # fmt: skip
     cli = genie_cli.main(genie_args("fit", "genie.tiny.yaml", tiny_root, tok, tmp_path, *extra))
     assert cli.trainer.state.finished and not own
     assert {"train/lam_motion", "train/lam_motion_acc", "train/dyn_shift_loss"} <= set(cli.trainer.logged_metrics)
+    bundle = load_script("scripts/bundle.py", "bundle_script")
+    out = tmp_path / "res"
+    args = ["--checkpoint", str(tmp_path / "checkpoints" / "last.ckpt"), "--tokenizer_checkpoint", str(tok), "--root",
+            str(tiny_root), "--out", str(out), "--heldout_clips", "2", "--heldout_frames", "4"]  # fmt: skip
+    assert bundle.main([*args, "--shift_pick", "mode"]) == 0
+    world = load_world(str(out / "genie.ckpt"), str(out / "tokenizer.ckpt"))
+    assert world.dynamics.scroll == 4 and world.dynamics.shift_pick == "mode"
+    assert bundle.main(args) == 0  # without: the rule it was trained with
+    assert load_world(str(out / "genie.ckpt"), str(out / "tokenizer.ckpt")).dynamics.shift_pick == "mean"
 
 
 def _keys(tree) -> set[str]:
@@ -182,6 +192,11 @@ def test_recorded_actions_drive_the_dynamics_for_the_ceiling(tmp_path, tiny_root
     assert report["action_source"] == "recorded" and len(report["control"]["model"]["dx"]) == 15
     assert report["control"]["model"]["actions"] == report["control"]["game"]["actions"]  # the game's buttons
     assert (tmp_path / "ev" / "control.png").is_file()
+    bundle = load_script("scripts/bundle.py", "bundle_script")
+    with pytest.raises(SystemExit):  # a greedy shift rule for a model without a scroll head is refused
+        bundle.main(["--checkpoint", str(last), "--tokenizer_checkpoint", str(tok), "--root", str(tiny_root),
+                     "--out", str(tmp_path / "res"), "--shift_pick", "mode"])  # fmt: skip
+    assert not (tmp_path / "res" / "genie.ckpt").exists()
     with pytest.raises(CheckpointError, match="15 recorded actions"):
         genie_cli.main(genie_args("fit", "genie.tiny.yaml", tiny_root, tok, tmp_path / "x", *recorded,
                                   "--model.recorded_actions", "9", "--trainer.fast_dev_run", "1"))  # fmt: skip
