@@ -57,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tok = slim(Path(args.tokenizer_checkpoint), ("tokenizer",))
-    save(tok, out / "tokenizer.ckpt")
+    if Path(args.tokenizer_checkpoint).resolve() == (out / "tokenizer.ckpt").resolve():  # already bundled: its
+        print(f"keeping {out / 'tokenizer.ckpt'}")  # record of where it came from stays
+    else:
+        save(slim(Path(args.tokenizer_checkpoint), ("tokenizer",)), out / "tokenizer.ckpt")
     genie = read_checkpoint(args.checkpoint)
     dynamics = genie["networks"]["dynamics"]
     if args.shift_pick and not dynamics.get("scroll"):
