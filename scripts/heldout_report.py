@@ -1,5 +1,6 @@
 """The numbers behind tests/test_bundled.py: the bundled model and an untrained one of the same
-shape on res/heldout.npz (teacher-forced and rollout PSNR next to the copy baselines).
+shape on res/heldout.npz (teacher-forced and rollout PSNR next to the copy baselines), and the
+spreads of the held latent actions.
 
     python scripts/heldout_report.py
 """
@@ -19,3 +20,5 @@ for name in ("trained", "untrained"):
     d = test_bundled._report(untrained=name == "untrained")["dynamics"]
     print(name, d["teacher_forced_psnr"], d["copy_last_frame_tokens_psnr"], d["rollout_psnr_by_horizon"],
           d["copy_first_frame_tokens_psnr_by_horizon"])  # fmt: skip
+control = test_bundled.control_report()[0]
+print("control (4 first frames, 3 steps held) spread_x spread_y", control["spread_x"], control["spread_y"])

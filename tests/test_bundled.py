@@ -82,13 +82,20 @@ def test_bundled_next_frame_beats_copying_the_last_real_frame(reports):
     assert d["teacher_forced_psnr"] > d["copy_last_frame_tokens_psnr"] + 0.5  # dB
 
 
-def test_bundled_latent_actions_held_move_the_scene_apart():
-    """Each latent action held for 3 steps from 4 held-out first frames: the most rightward and most
-    leftward actions move the scene apart by pixels a step, and so do the most up- and downward
-    (10.8 / 21.9 px a step when bundled; from CoinRun's level starts the real game's buttons spread it by
-    3.6 / 5.3 px a step over 16 steps, res/results/report.json)."""
+def control_report() -> tuple[dict, torch.Tensor, int]:
+    """Each latent action held for 3 steps (8 greedy MaskGIT rounds) from 4 held-out first frames:
+    the control probe's summary, its frames and the number of actions."""
     world = load_world(str(RES / "genie.ckpt"), str(RES / "tokenizer.ckpt"), steps=8, temperature=0.0)
     starts = to_video(torch.from_numpy(np.load(RES / "heldout.npz")["frames"][:4]))[:, :, 0]  # (4 c H W)
     control, video = world_probe(world, starts, num_frames=3)
-    assert video.shape[:3] == (world.num_actions, 4, 4)
+    return control, video, world.num_actions
+
+
+def test_bundled_latent_actions_held_move_the_scene_apart():
+    """The most rightward and most leftward held actions move the scene apart by pixels a step, and
+    so do the most up- and downward (10.8 / 21.9 px a step when bundled, scripts/heldout_report.py;
+    from CoinRun's level starts the real game's buttons spread it by 3.6 / 5.3 px a step over 16
+    steps, res/results/report.json)."""
+    control, video, actions = control_report()
+    assert video.shape[:3] == (actions, 4, 4)
     assert control["spread_x"] > 2.0 and control["spread_y"] > 2.0  # px per step
