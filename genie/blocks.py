@@ -148,6 +148,11 @@ class FrameStream:
                 raise ValueError("streaming needs causal convolutions with time stride 1 (no time re-sampling)")
         self.past: dict[CausalConv3d, torch.Tensor] = {}
 
+    @property
+    def per_frame(self) -> bool:
+        """No convolution looks back in time: each frame's output depends on that frame alone."""
+        return not any(conv.time_pad[0] for conv in self.convs)
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """The next frames `(b c t h w)` -> the module's output for them."""
         for conv in self.convs:

@@ -29,7 +29,7 @@ from einops import rearrange
 
 from genie import maskgit
 from genie.attention import FixedKV, TimeKV
-from genie.scroll import greedy_shift
+from genie.scroll import Seen, greedy_shift
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class Step(NamedTuple):
     tokens: torch.Tensor  # (b T+1 h w): the context and the new frame
     cache: list[TimeKV] | None  # temporal keys/values of those T+1 frames, for the next step
     expected: torch.Tensor | None = None  # (b d 1 h w): the new frame's expected codes, with `values`
+    seen: Seen | None = None  # with `scroll`: the T+1 frames decoded and their shifts, for the next step
 
 
 class Generated(NamedTuple):
@@ -99,12 +100,12 @@ class FrameSampler:
         self._check_tokens(tokens)
         t = tokens.shape[1]
         self.frame_actions(act_id, t + num_frames)  # checks act_id covers every new frame
-        cache, expected = None, []
+        cache, seen, expected = None, None, []
         for k in range(num_frames):
             more = use_cache and k + 1 < num_frames  # the last frame's keys/values are not needed
             step = self.step(tokens, act_id, cache, steps=steps, temperature=temperature, generator=generator,
-                             use_cache=use_cache, extend_cache=more, room=num_frames, values=values)
-            tokens, cache = step.tokens, step.cache
+                             use_cache=use_cache, extend_cache=more, room=num_frames, values=values, seen=seen)
+            tokens, cache, seen = step.tokens, step.cache, step.seen
             expected.append(step.expected)
         return Generated(tokens, torch.cat(expected, dim=2) if values is not None and expected else None)
 
@@ -121,6 +122,7 @@ class FrameSampler:
         extend_cache: bool = True,
         room: int = 1,
         values: torch.Tensor | None = None,
+        seen: Seen | None = None,
     ) -> Step:
         """One new frame after `tokens (b T h w)`, driven by `act_id[:, T-1]`.
 
@@ -128,18 +130,26 @@ class FrameSampler:
         `cache=None` the first time (or after changing `tokens` other than by this method):
         the context is then run once with `room` frames of space reserved for what follows.
         With `values (V d)`, also the new frame's expected codes (`generate_expected`).
+        With `scroll`, `seen` is the `Step.seen` of the call before (None: decoded from `tokens`);
+        sliced like `tokens` (`Seen.drop`) when the context is cut.
         """
         b, t, h, w = tokens.shape
         actions = self.frame_actions(act_id, t + 1)  # (b T+1)
         fixed, angles = None, self._angles(h, w, tokens.device)
-        # with `scroll`: the last frame moved by the shift the model predicts, (b 1 h w)
-        moved = self._scrolled_frame(tokens, actions[:, t], temperature, generator) if self.scroll else None
+        moved = None
+        if self.scroll:
+            seen = self.scroller.seen(tokens) if seen is None else seen
+            if seen.frames.shape[1] != t:
+                raise ValueError(f"seen holds {seen.frames.shape[1]} frames but tokens {t}: slice both alike")
+            # the last frame moved by the shift the model predicts, (b 1 h w)
+            moved = self._scrolled_frame(tokens, seen, actions[:, t], temperature, generator)
         if use_cache:
             if cache is None:
-                seen = actions[:, :t]
-                before = self.scroller.teacher(tokens).moved if self.scroll else None  # the context's own
-                x = self._embed(tokens, seen, moved=before)
-                cache = [kv.with_room(room) for kv in self._trunk(x, seen, angles=angles)[1]]
+                done = actions[:, :t]
+                # the context's own moved frames, from its measured shifts
+                before = self.scroller.teacher(tokens, seen.frames, seen.shifts).moved if self.scroll else None
+                x = self._embed(tokens, done, moved=before)
+                cache = [kv.with_room(room) for kv in self._trunk(x, done, angles=angles)[1]]
             # what every MaskGIT round of this frame shares: computed once, not per round
             now = actions[:, t : t + 1]
             placement = self._placement(now, t, h, w)
@@ -152,10 +162,12 @@ class FrameSampler:
         new = rearrange(frame, "b (h w) -> b 1 h w", h=h)
         if expected is not None:
             expected = rearrange(expected, "b (h w) d -> b d 1 h w", h=h)
-        if use_cache and extend_cache:  # the finished frame's keys/values, once
+        more = use_cache and extend_cache
+        if more:  # the finished frame's keys/values, once
             x = self._embed(new, actions[:, t : t + 1], t0=t, moved=moved)
             cache = self._trunk(x, actions[:, t : t + 1], cache, angles)[1]
-        return Step(torch.cat([tokens, new], dim=1), cache if use_cache and extend_cache else None, expected)
+        seen = self.scroller.extend(seen, new) if more and self.scroll else None
+        return Step(torch.cat([tokens, new], dim=1), cache if more else None, expected, seen)
 
     def _frame_logits(
         self,
@@ -190,10 +202,12 @@ class FrameSampler:
         return self._head(x, previous)
 
     def _scrolled_frame(
-        self, tokens: torch.Tensor, act: torch.Tensor, temperature: float, generator: torch.Generator | None
-    ) -> torch.Tensor:
-        """`scroll`'s first move: the shift from the last frame of `tokens (b T h w)` under action
-        ids `act (b)`, predicted, and that frame moved by it, tokenized: `(b 1 h w)`.
+        self, tokens: torch.Tensor, seen: Seen, act: torch.Tensor, temperature: float,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:  # fmt: skip
+        """`scroll`'s first move: the shift from the last frame of `tokens (b T h w)` (decoded and
+        measured in `seen`) under action ids `act (b)`, predicted, and that frame moved by it,
+        tokenized: `(b 1 h w)`.
 
         At temperature 0 the shift is, with `shift_pick="mean"` (the default), the predicted
         distribution's mean, rounded, not its most likely value: a shift is a distance, and under
@@ -203,14 +217,13 @@ class FrameSampler:
         shift would freeze the scene. With `shift_pick="mode"` it is the most likely value, which
         is the closer frame whenever the head is right. Otherwise it is sampled like the tokens.
         """
-        frames = self.scroller.pixels(tokens[:, -2:])  # (b 1-2 c H W): the shift into the last frame, if any
-        before = self.scroller.shifts(frames)[:, -1] if frames.shape[1] > 1 else None
+        before = seen.shifts[:, -1] if seen.shifts.shape[1] else None  # the shift into the last frame, if any
         logits = self.shift_logits(tokens[:, -1], act, before).float()  # (b 2 n)
         if temperature == 0:
             pick = greedy_shift(logits, self.shift_pick)  # (b 2)
         else:
             pick = maskgit.sample_categorical((logits / temperature).softmax(-1), generator)
-        return self.scroller.move(frames[:, -1], pick - self.scroll, tokens[:, -1])[:, None]
+        return self.scroller.move(seen.frames[:, -1], pick - self.scroll, tokens[:, -1])[:, None]
 
     def _round(
         self, frame: torch.Tensor, placement: torch.Tensor, past: list[FixedKV], per_block: torch.Tensor | None,

@@ -40,6 +40,18 @@ class Scrolled(NamedTuple):
     moved: torch.Tensor  # (b T h w) frame t-1 moved by shift t-1 -> t, tokenized; frame 0: its own tokens
 
 
+class Seen(NamedTuple):
+    """What a rollout's scroll reads of its context frames, kept between steps so that each frame
+    is decoded, and each shift between two frames measured, once."""
+
+    frames: torch.Tensor  # (b T c H W) the decoded frames, in [-1, 1]
+    shifts: torch.Tensor  # (b T-1 2) the shift from each frame to the next
+
+    def drop(self, n: int) -> Seen:
+        """Without the first `n` frames (the context window sliding)."""
+        return Seen(self.frames[:, n:], self.shifts[:, n:])
+
+
 def greedy_shift(logits: torch.Tensor, how: str) -> torch.Tensor:
     """The shift classes `(... 2)` a greedy pick takes from shift `logits (... 2 2R+1)`: `mean`, the
     distribution's mean class, rounded (a shift is a distance: when "no shift" is the single most
@@ -65,9 +77,26 @@ class Scroller:
 
     @torch.no_grad()
     def pixels(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Token frames `(b T h w)` -> decoded frames `(b T c H W)`."""
-        video = self.tokenizer.decode(tokens).float().clamp(-1, 1)  # (b c T H W)
-        return rearrange(video, "b c t h w -> b t c h w")
+        """Token frames `(b T h w)` -> decoded frames `(b T c H W)`, each frame on its own (with a
+        decoder that looks back in time too), so that a frame's pixels do not depend on which
+        frames came before it and a rollout can decode each new frame once (`seen`, `extend`)."""
+        b = tokens.shape[0]
+        alone = rearrange(tokens, "b t h w -> (b t) 1 h w")
+        video = self.tokenizer.decode(alone).float().clamp(-1, 1)  # (bT c 1 H W)
+        return rearrange(video, "(b t) c 1 h w -> b t c h w", b=b)
+
+    @torch.no_grad()
+    def seen(self, tokens: torch.Tensor) -> Seen:
+        """A rollout's context `(b T h w)` decoded and its shifts measured (`Seen`)."""
+        frames = self.pixels(tokens)
+        return Seen(frames, self.shifts(frames))
+
+    @torch.no_grad()
+    def extend(self, seen: Seen, new: torch.Tensor) -> Seen:
+        """`seen` and one more frame `new (b 1 h w)`: decoded once, and its shift from the last."""
+        frame = self.pixels(new)  # (b 1 c H W)
+        shift = self.shifts(torch.cat([seen.frames[:, -1:], frame], dim=1))  # (b 1 2)
+        return Seen(torch.cat([seen.frames, frame], dim=1), torch.cat([seen.shifts, shift], dim=1))
 
     @torch.no_grad()
     def shifts(self, frames: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,8 @@ h w token grid.
 
 Per frame the cost is the MaskGIT rounds of one frame (past frames come from the temporal
 cache) and one frame of decoding (`FrameStream` keeps each causal conv's past), so a step
-costs the same at frame 5 and at frame 500.
+costs the same at frame 5 and at frame 500. A scroll model decodes each new frame once to
+measure its shift (`genie.scroll.Seen`); with a per-frame decoder that is the frame shown.
 
 Context window: the dynamics model has learned time positions for `max_frames` frames (the
 clip length it was trained on), so at most that many frames are in context. When the next
@@ -33,6 +34,7 @@ from genie.checkpoints import (
     require_same_vocabulary,
 )
 from genie.dynamics import DynamicsModel
+from genie.scroll import Seen
 from genie.tokenizer import VideoTokenizer
 
 
@@ -93,6 +95,7 @@ class World:
         self.tokens: torch.Tensor | None = None  # (b T h w) the context
         self.actions: torch.Tensor | None = None  # (b T-1) actions between context frames
         self.cache: list[TimeKV] | None = None
+        self.seen: Seen | None = None  # with a scroll model: the context decoded, and its shifts
         self.frames = 0  # frames so far, the prompt included
 
     @property
@@ -111,7 +114,7 @@ class World:
         video = rearrange(image.to(self.device, torch.float32), "b c h w -> b c 1 h w")
         self.tokens = self.tokenizer.tokenize(video).indices  # (b 1 h w)
         self.actions = self.tokens.new_zeros(self.tokens.shape[0], 0)
-        self.cache, self.frames = None, 1
+        self.cache, self.seen, self.frames = None, None, 1
         self._decoder = FrameStream(self.tokenizer.decoder)
         return self._decode(self.tokens)
 
@@ -127,12 +130,15 @@ class World:
         if self.tokens.shape[1] + 1 > self.window:  # slide: keep the last `keep` frames, rebuild once
             drop = self.tokens.shape[1] - self.keep
             self.tokens, self.actions, self.cache = self.tokens[:, drop:], self.actions[:, drop:], None
+            self.seen = None if self.seen is None else self.seen.drop(drop)
         self.actions = torch.cat([self.actions, act[:, None]], dim=1)  # (b T): the last leads to the new frame
         room = self.window - self.tokens.shape[1]
         out = self.dynamics.step(self.tokens, self.actions, self.cache, steps=self.steps, temperature=self.temperature,
-                                 generator=self.generator, room=room, values=self.values)  # fmt: skip
-        self.tokens, self.cache = out.tokens, out.cache
+                                 generator=self.generator, room=room, values=self.values, seen=self.seen)  # fmt: skip
+        self.tokens, self.cache, self.seen = out.tokens, out.cache, out.seen
         self.frames += 1
+        if out.expected is None and out.seen is not None and self._decoder.per_frame:
+            return out.seen.frames[:, -1]  # the scroll decoded it already (each frame alone: the same pixels)
         return self._decode(self.tokens[:, -1:] if out.expected is None else out.expected)
 
     def _decode(self, tokens: torch.Tensor) -> torch.Tensor:

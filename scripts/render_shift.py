@@ -36,9 +36,8 @@ def rendered_shifts(world: World, images: torch.Tensor, shift: tuple[int, int]) 
     dyn = world.dynamics
     forced = torch.tensor([shift])
 
-    def moved(tokens, act, temperature, generator):  # the model's own `_scrolled_frame`, its head bypassed
-        last = dyn.scroller.pixels(tokens[:, -1:])[:, 0]
-        return dyn.scroller.move(last, forced.expand(len(tokens), 2), tokens[:, -1])[:, None]
+    def moved(tokens, seen, act, temperature, generator):  # the model's own `_scrolled_frame`, its head bypassed
+        return dyn.scroller.move(seen.frames[:, -1], forced.expand(len(tokens), 2), tokens[:, -1])[:, None]
 
     dyn._scrolled_frame = moved
     try:

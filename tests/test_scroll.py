@@ -13,6 +13,7 @@ from genie.media import load_image
 from genie.motion import closest_shift, move
 from genie.scroll import Scroller, greedy_shift
 from genie.tokenizer import VideoTokenizer
+from genie.world import World
 from helpers.generation import generate_every_way
 
 RES = Path(__file__).resolve().parents[1] / "res"
@@ -222,3 +223,36 @@ def test_the_greedy_shift_is_the_rounded_mean_or_the_most_likely_class():
     assert greedy_shift(logits, "mode").tolist() in ([[0, 4]], [[3, 4]])
     with pytest.raises(ValueError, match="'mean' or 'mode'"):
         greedy_shift(logits, "median")
+
+
+def test_a_rollout_decodes_each_frame_once_and_plays_as_if_it_decoded_its_context_every_step(tokenizer, frame):
+    model = scroll_model(tokenizer).eval()  # max_frames 4: the window slides twice in 6 steps
+    with torch.no_grad():  # a shift head that samples varied shifts, so the shift into each frame matters
+        model.shift_head[-1].weight.normal_(0, 2.0)
+    acts = [0, 2, 1, 1, 0, 2]
+    world = World(tokenizer, model, steps=3, temperature=1.0, keep=2, generator=torch.Generator().manual_seed(0))
+    decoded = []
+    hook = tokenizer.decoder.register_forward_hook(lambda m, args, out: decoded.append(out.shape[0] * out.shape[2]))
+    try:
+        world.reset(frame)
+        shown = [world.step(a) for a in acts]
+    finally:
+        hook.remove()
+    assert sum(decoded) == 1 + 1 + len(acts)  # the prompt, the context the first step measures, each new frame
+
+    # the same rollout decoding the whole context at every step (no `seen` passed on)
+    g = torch.Generator().manual_seed(0)
+    tokens = tokenizer.tokenize(rearrange(frame, "b c h w -> b c 1 h w")).indices
+    actions, cache, shifts = tokens.new_zeros(1, 0), None, []
+    for i, a in enumerate(acts):
+        if tokens.shape[1] + 1 > model.max_frames:
+            drop = tokens.shape[1] - 2
+            tokens, actions, cache = tokens[:, drop:], actions[:, drop:], None
+        actions = torch.cat([actions, torch.tensor([[a]])], dim=1)
+        out = model.step(tokens, actions, cache, steps=3, temperature=1.0, generator=g,
+                         room=model.max_frames - tokens.shape[1])  # fmt: skip
+        tokens, cache = out.tokens, out.cache
+        pixels = model.scroller.pixels(tokens[:, -1:])[:, 0]
+        assert torch.equal(shown[i], pixels)  # the frame played is the new tokens decoded
+        shifts.append(model.scroller.shifts(model.scroller.pixels(tokens[:, -2:]))[0, -1].tolist())
+    assert len({tuple(s) for s in shifts}) > 1  # the scene did move, in more than one way
