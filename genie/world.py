@@ -138,7 +138,9 @@ class World:
         self.tokens, self.cache, self.seen = out.tokens, out.cache, out.seen
         self.frames += 1
         if out.expected is None and out.seen is not None and self._decoder.per_frame:
-            return out.seen.frames[:, -1]  # the scroll decoded it already (each frame alone: the same pixels)
+            # the scroll decoded it already (each frame alone: the same pixels); a copy, so that the
+            # caller cannot change the context the next step reads
+            return out.seen.frames[:, -1].clone()
         return self._decode(self.tokens[:, -1:] if out.expected is None else out.expected)
 
     def _decode(self, tokens: torch.Tensor) -> torch.Tensor:
