@@ -41,6 +41,8 @@ from genie.generation import FrameSampler, Step  # noqa: F401 (Step: part of thi
 from genie.scroll import Scroller
 from genie.tokenizer import VideoTokenizer
 
+SHIFT_GRID = 4  # `shift_view="grid"`: regions per side of the frame the shift head reads
+
 # The README's Python example: 4 ST blocks of width 256.
 DYNAMICS_DESC: Blueprint = (("space-time_attn", {"n_rep": 4, "n_embd": 256, "n_head": 4, "d_head": 16}),)
 
@@ -126,6 +128,11 @@ class DynamicsModel(FrameSampler, nn.Module):
             predicted distribution's mean rounded (a held moving action keeps moving even where
             "no shift" is its single most likely value), or `mode`, the most likely shift (the
             closer frame when the head is right, and a still frame when it hesitates).
+        shift_view: with `scroll`, what the shift head sees of the frame before: `mean`, its mean
+            token embedding (which codes are in it, not where), or `grid`, its token embeddings
+            averaged over a `SHIFT_GRID` x `SHIFT_GRID` grid of regions (where they are: CoinRun's
+            camera follows the agent, so the ground under it and a wall beside it, which stop a
+            fall or a run, sit at fixed places in the frame).
     """
 
     def __init__(
@@ -150,6 +157,7 @@ class DynamicsModel(FrameSampler, nn.Module):
         self_context: float = 0.0,
         scroll: int = 0,
         shift_pick: Literal["mean", "mode"] = "mean",
+        shift_view: Literal["mean", "grid"] = "mean",
     ):
         super().__init__()
         self.config = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
@@ -215,10 +223,16 @@ class DynamicsModel(FrameSampler, nn.Module):
         if shift_pick not in ("mean", "mode"):
             raise ValueError(f"shift_pick must be 'mean' or 'mode', got {shift_pick!r}")
         self.shift_pick = shift_pick
+        if shift_view not in ("mean", "grid"):
+            raise ValueError(f"shift_view must be 'mean' or 'grid', got {shift_view!r}")
+        self.shift_grid = None
         if scroll:
             n = 2 * scroll + 1  # shifts -R..R per axis; class n: the shift before is unknown
             self.shift_act = nn.Embedding(act_vocab + 1, embed_dim)
             self.shift_before = nn.Embedding(2 * (n + 1), embed_dim)  # dx's classes, then dy's
+            if shift_view == "grid":
+                self.shift_grid = nn.Sequential(nn.LayerNorm(SHIFT_GRID**2 * embed_dim),
+                                                nn.Linear(SHIFT_GRID**2 * embed_dim, embed_dim))  # fmt: skip
             self.shift_head = nn.Sequential(nn.LayerNorm(embed_dim), nn.Linear(embed_dim, 2 * embed_dim), nn.GELU(),
                                             nn.Linear(2 * embed_dim, 2 * n))  # fmt: skip
             self.moved_embed = nn.Linear(embed_dim, embed_dim)
@@ -251,7 +265,14 @@ class DynamicsModel(FrameSampler, nn.Module):
             known = torch.ones_like(act, dtype=torch.bool) if known is None else known
             index = torch.where(known[..., None], before.long() + self.scroll, index)
         index = index + torch.tensor([0, n + 1], device=act.device)  # dy's classes after dx's
-        summary = self.tok_embed(frame).flatten(-3, -2).mean(-2)  # (... e) the frame's mean token
+        embedded = self.tok_embed(frame)  # (... h w e)
+        if self.shift_grid is None:
+            summary = embedded.flatten(-3, -2).mean(-2)  # (... e) the frame's mean token
+        else:
+            lead = embedded.shape[:-3]
+            grid = rearrange(embedded.flatten(0, -4), "n h w e -> n e h w")
+            grid = F.adaptive_avg_pool2d(grid, SHIFT_GRID)  # (n e g g) each region's mean token
+            summary = self.shift_grid(rearrange(grid, "n e g k -> n (g k e)")).reshape(*lead, -1)  # (... e)
         x = summary + self.shift_act(act) + self.shift_before(index).sum(-2)
         return rearrange(self.shift_head(x), "... (k n) -> ... k n", k=2)
 

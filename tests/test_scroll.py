@@ -256,3 +256,37 @@ def test_a_rollout_decodes_each_frame_once_and_plays_as_if_it_decoded_its_contex
         assert torch.equal(shown[i], pixels)  # the frame played is the new tokens decoded
         shifts.append(model.scroller.shifts(model.scroller.pixels(tokens[:, -2:]))[0, -1].tolist())
     assert len({tuple(s) for s in shifts}) > 1  # the scene did move, in more than one way
+
+
+@pytest.mark.parametrize("view", ["mean", "grid"])
+def test_only_the_grid_view_tells_the_shift_by_where_a_code_is(tokenizer, view):
+    """Frames of one code with a wall of a second code, a column in the left or the right half; the
+    shift is +1 or -1 by that half. The same codes in each frame, so the mean token cannot tell
+    them apart (chance, 50 %); a head that sees each region's tokens can (a wall beside the agent
+    stops it)."""
+    model = scroll_model(tokenizer, shift_view=view)
+    g = torch.Generator().manual_seed(0)
+    n = 64
+    frames = torch.full((n, 16, 16), 7)
+    left = torch.rand(n, generator=g) < 0.5
+    col = torch.where(left, torch.randint(0, 8, (n,), generator=g), torch.randint(8, 16, (n,), generator=g))
+    frames[torch.arange(n), :, col] = 300
+    target = torch.stack([torch.where(left, 1, -1), torch.zeros(n, dtype=torch.long)], -1) + model.scroll  # (n 2)
+    act = torch.zeros(n, dtype=torch.long)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        logits = model.shift_logits(frames, act, None)  # (n 2 9)
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), target.flatten())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    right = (model.shift_logits(frames, act, None).argmax(-1)[:, 0] == target[:, 0]).float().mean()
+    if view == "grid":
+        assert right > 0.95
+    else:
+        assert right < 0.75
+
+
+def test_a_shift_view_other_than_mean_or_grid_is_refused(tokenizer):
+    with pytest.raises(ValueError, match="shift_view"):
+        scroll_model(tokenizer, shift_view="pooled")
