@@ -19,6 +19,11 @@ consecutive pair (frame t, frame t+1) gets three next-frame guesses made from fr
   *decoded* previous frame moved by it, through the tokenizer (a rollout's moved frame). Also the
   oracle's shift applied the same way (`best_shift_decoded`), and each pick's accuracy per axis. The
   most a model that copies its moved frame can reach with that head;
+- with `--checkpoint` and `--rollouts`, greedy rollouts from each clip's frame 0 over the whole clip
+  (as `evaluate.py`'s, with the LAM's actions and `--steps` MaskGIT rounds), once with the shifts
+  the head picks (`mode`) and once with the true shifts between the real frames forced on it:
+  PSNR at t = 1..T-1 of each, and of the copy of frame 0 through the tokenizer. Tells whether a
+  rollout loses to the copy because of the head's shifts or because of the tokens it renders;
 - with `--regions R`, `best_shift_RxR`: the same oracle choosing a shift for each of R x R equal
   tiles of the frame on its own (the agent and the scene behind it can move differently; the
   camera follows the agent, so one global shift moves the agent wrongly). A looser bound: with
@@ -131,6 +136,54 @@ def predicted_shifts(dyn, lam, tok, clips: list, score) -> dict:
     return report
 
 
+class ForcedShifts:
+    """A stand-in for `dyn.shift_logits` during one rollout: certain of `shifts (b n 2)` (pixels), the
+    k-th for the k-th frame generated, whatever the frame, action or shift before."""
+
+    def __init__(self, dyn, shifts: torch.Tensor):
+        self.classes, self.n, self.k = shifts + dyn.scroll, 2 * dyn.scroll + 1, 0
+
+    def __call__(self, frame, act, before, known=None) -> torch.Tensor:
+        logits = torch.full((*self.classes.shape[:1], 2, self.n), -1e4)
+        logits.scatter_(-1, self.classes[:, self.k, :, None], 0.0)
+        self.k += 1
+        return logits
+
+
+@torch.no_grad()
+def rollouts(dyn, lam, tok, clips: list, steps: int) -> dict:
+    """Greedy rollouts of the scroll model `dyn` from each clip's frame 0 with the actions of `lam`
+    (None: the recorded ones), once with the shifts its head picks (`mode`) and once with the true
+    shifts forced (`ForcedShifts`); PSNR per step t = 1..T-1 of each and of the copy of frame 0,
+    all through the tokenizer `tok`."""
+    pick = dyn.shift_pick
+    dyn.shift_pick = "mode"
+    sums: dict[str, torch.Tensor] = {}
+    n = 0
+    try:
+        for clip in tqdm(clips, desc="rollouts", unit="batch", disable=None):
+            tokens = tok.tokenize(clip.video).indices  # (b T h w)
+            acts = clip.actions[:, :-1] if lam is None else lam.encode(clip.video)[0].actions  # (b T-1)
+            real = clip.video[:, :, 1:]  # (b c T-1 H W)
+            true = dyn.scroller.shifts(rearrange(clip.video, "b c t h w -> b t c h w").float())  # (b T-1 2)
+            first = tok.decode(tokens[:, :1]).float().clamp(-1, 1)  # (b c 1 H W)
+            pixels = {"copy_first_frame": first.expand_as(real)}
+            gen = dyn.generate(tokens[:, :1], acts, steps=steps, temperature=0.0, num_frames=acts.shape[1])
+            pixels["predicted_shift"] = tok.decode(gen).float().clamp(-1, 1)[:, :, 1:]  # as evaluate.py decodes
+            dyn.shift_logits = ForcedShifts(dyn, true)
+            try:
+                gen = dyn.generate(tokens[:, :1], acts, steps=steps, temperature=0.0, num_frames=acts.shape[1])
+            finally:
+                del dyn.shift_logits  # the model's own head again
+            pixels["true_shift"] = tok.decode(gen).float().clamp(-1, 1)[:, :, 1:]
+            for name, video in pixels.items():
+                sums[name] = sums.get(name, 0) + frame_psnr(video, real).sum(0)  # (T-1)
+            n += real.shape[0]
+    finally:
+        dyn.shift_pick = pick
+    return {f"{name}_psnr": [round(float(v), 3) for v in total / n] for name, total in sums.items()}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--root", required=True, help="data root of sample.py / split.py")
@@ -143,10 +196,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="also the oracle that shifts each of R x R tiles on its own (e.g. 2 4)")
     p.add_argument("--tokenizer_checkpoint", help="also score the guesses through this tokenizer")
     p.add_argument("--checkpoint", help="also the shifts a scroll dynamics model predicts (needs --tokenizer_checkpoint)")
+    p.add_argument("--rollouts", action="store_true",
+                   help="with --checkpoint: rollouts from frame 0 with the head's shifts and with the true ones")
+    p.add_argument("--steps", type=int, default=25, help="MaskGIT rounds per frame in --rollouts")
     p.add_argument("--json", help="write the report here")
     args = p.parse_args(argv)
     if args.clips < 1 or args.frames < 2 or args.max_shift < 0 or any(r < 1 for r in args.regions):
         p.error("need --clips >= 1, --frames >= 2, --max_shift >= 0 and --regions >= 1")
+    if args.rollouts and not args.checkpoint:
+        p.error("--rollouts needs --checkpoint")
     if args.checkpoint and not args.tokenizer_checkpoint:
         p.error("--checkpoint needs --tokenizer_checkpoint (the one it was trained on)")
     dm = VideoDataModule(args.root, args.env_name, args.frames, 8, num_workers=0, eval_clips=args.clips)
@@ -211,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         report["predicted"] = predicted_shifts(dyn, lam, tok, clips, score)
         line += "; " + ", ".join(f"{k} {v}" for k, v in report["predicted"].items())
+        if args.rollouts:
+            report["rollouts"] = rollouts(dyn, lam, tok, clips, args.steps)
+            line += "; rollouts t = 1..: " + ", ".join(f"{k} {v}" for k, v in report["rollouts"].items())
     print(line)
     if args.json:
         write_json(Path(args.json), report)

@@ -258,6 +258,26 @@ def test_a_rollout_decodes_each_frame_once_and_plays_as_if_it_decoded_its_contex
     assert len({tuple(s) for s in shifts}) > 1  # the scene did move, in more than one way
 
 
+def test_shift_oracle_rollouts_with_the_true_shifts_follow_the_scene_the_head_s_shifts_do_not(tokenizer, frame):
+    """scripts/shift_oracle.py --rollouts: the hesitant head picks (0, -1) on clips that scroll by
+    (2, -1) at every step. An untrained gated model copies its moved frame, so with the true shifts
+    forced its rollout follows the scene and scores well over its own; the head is its own after."""
+    from genie.data import Clip
+    from helpers.stage2 import load_script
+
+    oracle = load_script("scripts/shift_oracle.py", "shift_oracle_rollouts")
+    model = hesitant_scroll_model(tokenizer)
+    frames = [frame]
+    for _ in range(2):
+        frames.append(move(frames[-1], torch.tensor([[2, -1]])))
+    video = rearrange(torch.cat(frames), "t c h w -> 1 c t h w").expand(2, -1, -1, -1, -1)
+    report = oracle.rollouts(model, None, tokenizer, [Clip(video, torch.zeros(2, 3, dtype=torch.long))], steps=2)
+    true, own = report["true_shift_psnr"], report["predicted_shift_psnr"]
+    assert len(true) == len(own) == len(report["copy_first_frame_psnr"]) == 2
+    assert all(t > o + 3 for t, o in zip(true, own)), report
+    assert "shift_logits" not in vars(model) and model.shift_pick == "mean"
+
+
 @pytest.mark.parametrize("view", ["mean", "grid"])
 def test_only_the_grid_view_tells_the_shift_by_where_a_code_is(tokenizer, view):
     """Frames of one code with a wall of a second code, a column in the left or the right half; the
