@@ -178,20 +178,26 @@ def test_render_shift_script_measures_the_shift_an_untrained_gated_model_copies(
     assert "_scrolled_frame" not in vars(world.dynamics)
 
 
-def test_shift_oracle_scores_the_mean_and_the_most_likely_predicted_shift(tokenizer, frame):
-    """scripts/shift_oracle.py --checkpoint: a head whose most likely shift is (0, -1) and whose mean
-    is (2, -1), on clips that scroll by (2, -1) at every step: the mean is right on both axes, the
-    most likely value only on dy, and the frame moved by the mean is the oracle's."""
+def scrolling_clips(frame: torch.Tensor) -> list:
+    """One batch of 2 clips of 3 frames: `frame (1 c H W)` scrolled by (2, -1) at every step."""
     from genie.data import Clip
-    from helpers.stage2 import load_script
 
-    oracle = load_script("scripts/shift_oracle.py", "shift_oracle_predicted")
-    model = hesitant_scroll_model(tokenizer)
     frames = [frame]
     for _ in range(2):
         frames.append(move(frames[-1], torch.tensor([[2, -1]])))
     video = rearrange(torch.cat(frames), "t c h w -> 1 c t h w").expand(2, -1, -1, -1, -1)
-    clips = [Clip(video, torch.zeros(2, 3, dtype=torch.long))]
+    return [Clip(video, torch.zeros(2, 3, dtype=torch.long))]
+
+
+def test_shift_oracle_scores_the_mean_and_the_most_likely_predicted_shift(tokenizer, frame):
+    """scripts/shift_oracle.py --checkpoint: a head whose most likely shift is (0, -1) and whose mean
+    is (2, -1), on clips that scroll by (2, -1) at every step: the mean is right on both axes, the
+    most likely value only on dy, and the frame moved by the mean is the oracle's."""
+    from helpers.stage2 import load_script
+
+    oracle = load_script("scripts/shift_oracle.py", "shift_oracle_predicted")
+    model = hesitant_scroll_model(tokenizer)
+    clips = scrolling_clips(frame)
     scored = []
 
     def score(guess: torch.Tensor) -> float:  # the moved frames, (4 c H W): 2 clips x 2 pairs
@@ -262,16 +268,11 @@ def test_shift_oracle_rollouts_with_the_true_shifts_follow_the_scene_the_head_s_
     """scripts/shift_oracle.py --rollouts: the hesitant head picks (0, -1) on clips that scroll by
     (2, -1) at every step. An untrained gated model copies its moved frame, so with the true shifts
     forced its rollout follows the scene and scores well over its own; the head is its own after."""
-    from genie.data import Clip
     from helpers.stage2 import load_script
 
     oracle = load_script("scripts/shift_oracle.py", "shift_oracle_rollouts")
     model = hesitant_scroll_model(tokenizer)
-    frames = [frame]
-    for _ in range(2):
-        frames.append(move(frames[-1], torch.tensor([[2, -1]])))
-    video = rearrange(torch.cat(frames), "t c h w -> 1 c t h w").expand(2, -1, -1, -1, -1)
-    report = oracle.rollouts(model, None, tokenizer, [Clip(video, torch.zeros(2, 3, dtype=torch.long))], steps=2)
+    report = oracle.rollouts(model, None, tokenizer, scrolling_clips(frame), steps=2)
     true, own = report["true_shift_psnr"], report["predicted_shift_psnr"]
     assert len(true) == len(own) == len(report["copy_first_frame_psnr"]) == 2
     assert all(t > o + 3 for t, o in zip(true, own)), report
