@@ -17,7 +17,8 @@ consecutive pair (frame t, frame t+1) gets three next-frame guesses made from fr
   for a recorded-action run) and the shift into the previous frame, picked as generation does at
   temperature 0 (`mean`: the distribution's mean, rounded) or as its most likely value (`mode`); the
   *decoded* previous frame moved by it, through the tokenizer (a rollout's moved frame). Also the
-  oracle's shift applied the same way (`best_shift_decoded`), and each pick's accuracy per axis. The
+  oracle's shift applied the same way (`best_shift_decoded`), and each pick's accuracy per axis, share
+  off by more than 2 px, and share moving the wrong way (`shift_errors`). The
   most a model that copies its moved frame can reach with that head;
 - with `--checkpoint` and `--rollouts`, greedy rollouts from each clip's frame 0 over the whole clip
   (as `evaluate.py`'s, with the LAM's actions and `--steps` MaskGIT rounds), once with the shifts
@@ -131,9 +132,20 @@ def predicted_shifts(dyn, lam, tok, clips: list, score) -> dict:
         report[f"{name}_psnr"] = score(tok.decode(in_order(parts)[:, None]).float().clamp(-1, 1)[:, :, 0])
     true = in_order(picks.pop("true"))  # (n 2) the shifts the model was trained to predict
     for name, parts in picks.items():
-        right = (in_order(parts) == true).float().mean(0)
-        report[f"{name}_accuracy_dx_dy"] = [round(float(v), 3) for v in right]
+        for what, share in shift_errors(in_order(parts), true).items():
+            report[f"{name}_{what}_dx_dy"] = share
     return report
+
+
+def shift_errors(pick: torch.Tensor, true: torch.Tensor) -> dict[str, list[float]]:
+    """How picked shifts `(n 2)` miss the `true` ones, per axis (dx, dy): `accuracy`, the share
+    right; `far`, the share off by more than 2 px; `wrong_way`, of the pairs that move on that
+    axis, the share picked moving the other way."""
+    moving = true != 0  # (n 2)
+    wrong_way = ((pick * true < 0) & moving).sum(0) / moving.sum(0).clamp(min=1)
+    shares = {"accuracy": (pick == true).float().mean(0), "far": ((pick - true).abs() > 2).float().mean(0),
+              "wrong_way": wrong_way.float()}  # fmt: skip
+    return {what: [round(float(v), 3) for v in share] for what, share in shares.items()}
 
 
 class ForcedShifts:

@@ -51,3 +51,13 @@ def test_best_shift_per_region_moves_each_tile_on_its_own():
     assert (whole - after).square().mean() > 0.01 and one.shape == (1, 1, 1, 2)
     with pytest.raises(ValueError, match="tile"):
         oracle.best_shift(before, after, max_shift=4, regions=3)
+
+
+def test_shift_errors_count_right_far_and_wrong_way_picks_per_axis():
+    oracle = load_script("scripts/shift_oracle.py", "shift_oracle_errors")
+    true = torch.tensor([[3, 0], [3, -2], [-4, 0], [0, 5]])
+    pick = torch.tensor([[3, 1], [-1, -2], [-1, 0], [0, 5]])
+    errors = oracle.shift_errors(pick, true)
+    assert errors["accuracy"] == [0.5, 0.75]  # dx right in rows 0 and 3; dy wrong in row 0 only
+    assert errors["far"] == [0.5, 0.0]  # dx off by 4 (row 1) and 3 (row 2)
+    assert errors["wrong_way"] == [round(1 / 3, 3), 0.0]  # of the 3 rows moving in dx, row 1 turned back
