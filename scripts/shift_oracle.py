@@ -47,6 +47,7 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from genie import maskgit  # noqa: E402
 from genie.data import VideoDataModule, to_clip  # noqa: E402
 from genie.evaluation import frame_psnr  # noqa: E402
 from genie.motion import move  # noqa: E402
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", help="also the shifts a scroll dynamics model predicts (needs --tokenizer_checkpoint)")
     p.add_argument("--rollouts", action="store_true",
                    help="with --checkpoint: rollouts from frame 0 with the head's shifts and with the true ones")
-    p.add_argument("--steps", type=int, default=25, help="MaskGIT rounds per frame in --rollouts")
+    p.add_argument("--steps", type=int, default=maskgit.STEPS, help="MaskGIT rounds per frame in --rollouts")
     p.add_argument("--json", help="write the report here")
     args = p.parse_args(argv)
     if args.clips < 1 or args.frames < 2 or args.max_shift < 0 or any(r < 1 for r in args.regions):
