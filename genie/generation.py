@@ -13,7 +13,7 @@ The blocks of a round see the cache with fixed shapes (`FixedKV`), so `compile_r
 `FrameSampler` is the sampling half of `genie.dynamics.DynamicsModel`, which provides the
 network: `frame_actions`, `logits`, `_embed`, `_open_slots`, `_placement`, `_frame_part`,
 `_block_actions`, `_angles`, `_trunk`, `_head`, `tok_embed`, `blocks`, `mask_id`, `copy_gate`, and
-with `scroll`: `scroller`, `shift_logits`, `_moved`.
+with `scroll`, `genie.shift_head.ShiftPredictor`'s `scroller`, `shift_logits`, `_moved`.
 """
 
 from __future__ import annotations
