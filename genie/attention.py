@@ -160,6 +160,8 @@ class Attention(nn.Module):
     def _attend_fixed(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: FixedKV) -> torch.Tensor:
         """`q k v (... n k d)` of new tokens over the valid entries of `past` and (causally) themselves."""
         n_new = q.shape[-2]
+        if n_new == 1:
+            return self.out(rearrange(_attend_one(q, k, v, past), "... n 1 d -> ... 1 (n d)"))
         own = torch.ones(n_new, n_new, dtype=torch.bool, device=q.device)
         own = own.tril() if self.causal else own
         mask = torch.cat([past.valid.expand(n_new, -1), own], dim=1)  # (k_new, T + k_new)
@@ -169,6 +171,20 @@ class Attention(nn.Module):
             q.reshape(-1, *q.shape[-3:]), k.reshape(-1, *k.shape[-3:]), v.reshape(-1, *v.shape[-3:]), attn_mask=mask
         )
         return self.out(rearrange(y.view(*lead, *y.shape[-3:]), "... n k d -> ... k (n d)"))
+
+
+def _attend_one(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: FixedKV) -> torch.Tensor:
+    """One new token `q k v (... n 1 d)` over the valid entries of `past (... n T d)` and itself: `(... n 1 d)`.
+
+    A MaskGIT round's temporal attention is this, for every place of the frame: one query
+    against at most `max_frames` keys. As products and sums it reads the cache where it lies;
+    SDPA would first need the cache and the new key joined into one copied tensor, and then
+    runs s * n problems of one row each.
+    """
+    q = q * q.shape[-1] ** -0.5
+    scores = (q * past.k).sum(-1).masked_fill(~past.valid, float("-inf"))  # (... n T)
+    weights = torch.cat([scores, (q * k).sum(-1)], dim=-1).softmax(-1)  # (... n T+1), the last: itself
+    return (weights[..., :-1, None] * past.v).sum(-2, keepdim=True) + weights[..., -1:, None] * v
 
 
 class SpaceTimeBlock(nn.Module):

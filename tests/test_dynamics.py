@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from genie import maskgit
+from genie.attention import Attention
 from genie.blueprint import BlueprintError
 from genie.dynamics import DynamicsModel
 from helpers.training import last_frame_ce
@@ -177,6 +178,23 @@ def test_changed_weight_turns_an_uncertain_copy_into_a_change():
             masked = torch.cat([first[:1], torch.full_like(first[:1], model.mask_id)], dim=1)
             picks[w] = model.logits(masked, acts[:1])[0, 1].argmax(-1)  # (4) the next frame's places
     assert (picks[1.0] == 0).all() and (picks[3.0] == 1).all(), picks
+
+
+@pytest.mark.parametrize("filled", [1, 3, 5])
+def test_one_new_token_over_a_fixed_cache_attends_as_sdpa_over_the_filled_frames(filled):
+    """A MaskGIT round's temporal attention (one query per place, products and sums over the
+    whole buffer with its empty entries masked) equals SDPA over only the frames filled so far."""
+    torch.manual_seed(0)
+    attn = Attention(16, n_head=2, d_head=8, causal=True)
+    past, new = torch.randn(3, 10, filled, 16), torch.randn(3, 10, 1, 16)  # (b s t e): 10 places
+    _, cache = attn.attend(past)
+    want, _ = attn.attend(new, cache)  # SDPA over the filled frames and the new one
+    got, _ = attn.attend(new, cache.with_room(6 - filled).fixed())  # a 6-frame buffer, partly empty
+    assert got.shape == want.shape == (3, 10, 1, 16)
+    assert torch.allclose(got, want, atol=1e-5)
+    other = cache.with_room(6 - filled).fixed()
+    other.k[..., filled:, :] = 1e3  # what lies in the empty entries is never read
+    assert torch.allclose(attn.attend(new, other)[0], want, atol=1e-5)
 
 
 @pytest.mark.parametrize("num_frames,transpose", [(1, False), (3, False), (3, True)])
