@@ -47,7 +47,7 @@ FORMS = {"products and sums": attention._attend_one, "SDPA, joined cache": atten
 
 
 def time_op(shape: tuple[int, ...], frames: int, filled: int, repeats: int) -> dict[str, float]:
-    """Microseconds per call of each form on `(b s n 1 d)` queries over a `frames`-long buffer."""
+    """Microseconds per call of each form on one query per place, `shape = (b s n d)`, over a `frames`-long buffer."""
     b, s, n, d = shape
     q, k, v = (torch.randn(b, s, n, 1, d) for _ in range(3))
     past = FixedKV(torch.randn(b, s, n, frames, d), torch.randn(b, s, n, frames, d), torch.arange(frames) < filled)

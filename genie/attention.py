@@ -158,19 +158,11 @@ class Attention(nn.Module):
         return self.out(rearrange(y, "... n k d -> ... k (n d)")), cache
 
     def _attend_fixed(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: FixedKV) -> torch.Tensor:
-        """`q k v (... n k d)` of new tokens over the valid entries of `past` and (causally) themselves."""
-        n_new = q.shape[-2]
-        if n_new == 1:
-            return self.out(rearrange(_attend_one(q, k, v, past), "... n 1 d -> ... 1 (n d)"))
-        own = torch.ones(n_new, n_new, dtype=torch.bool, device=q.device)
-        own = own.tril() if self.causal else own
-        mask = torch.cat([past.valid.expand(n_new, -1), own], dim=1)  # (k_new, T + k_new)
-        k, v = torch.cat([past.k, k], dim=-2), torch.cat([past.v, v], dim=-2)
-        lead = q.shape[:-3]
-        y = F.scaled_dot_product_attention(
-            q.reshape(-1, *q.shape[-3:]), k.reshape(-1, *k.shape[-3:]), v.reshape(-1, *v.shape[-3:]), attn_mask=mask
-        )
-        return self.out(rearrange(y.view(*lead, *y.shape[-3:]), "... n k d -> ... k (n d)"))
+        """`q k v (... n 1 d)` of one new token per sequence (a MaskGIT round's frame, the only use of a
+        `FixedKV`) over the valid entries of `past` and itself."""
+        if q.shape[-2] != 1:
+            raise ValueError(f"a FixedKV cache is attended by one new frame at a time, got {q.shape[-2]}")
+        return self.out(rearrange(_attend_one(q, k, v, past), "... n 1 d -> ... 1 (n d)"))
 
 
 def _attend_one(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: FixedKV) -> torch.Tensor:
@@ -179,7 +171,7 @@ def _attend_one(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, past: FixedKV
     A MaskGIT round's temporal attention is this, for every place of the frame: one query
     against at most `max_frames` keys. As products and sums it reads the cache where it lies;
     SDPA would first need the cache and the new key joined into one copied tensor, and then
-    runs s * n problems of one row each.
+    runs s * n problems of one row each (`bench/bench_time_attention.py` times both).
     """
     q = q * q.shape[-1] ** -0.5
     scores = (q * past.k).sum(-1).masked_fill(~past.valid, float("-inf"))  # (... n T)
